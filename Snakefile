@@ -1,0 +1,55 @@
+"""PAR (Wang et al., CVPR 2023) reproduction pipeline.
+
+    snakemake --cores 8 --resources gpu=2 all_tables
+    snakemake --cores 2 --configfile=config/demo.yaml all_tables
+
+(`--configfile` takes several files: write `--configfile=FILE`, or put the
+target before it, so that `all_tables` is not read as a config file.)
+"""
+import copy
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# A config file given on the command line replaces config/config.yaml rather than
+# being merged into it: every config file describes one whole reproduction.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+# Run overrides as the user wrote them: validation fills schema defaults into
+# them, which must not shadow the global sections when they are merged.
+RAW_RUNS = copy.deepcopy(config.get("runs", {}))
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all_tables:
+    """Every table and figure of the configured benchmarks, runs and seeds (the default target)."""
+    input:
+        TABLES,
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/relatedness.smk"
+include: "workflow/rules/learning.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules: all_tables, all_relatedness, all_plans
+
+
+rule all_relatedness:
+    """Distances and heatmaps only: inspect relatedness before any training."""
+    input:
+        [results(f"relatedness/{b}/seed{s}/distances.parquet") for b in BENCHMARK_NAMES for s in SEEDS],
+
+
+rule all_plans:
+    """The plan of every PAR run: groups and strategies, before any training."""
+    input:
+        [results(f"runs/{b}/seed{s}/{r}/plan.json") for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],

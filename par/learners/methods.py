@@ -1,0 +1,80 @@
+"""Lifelong-learning methods as chains of per-task model states (DESIGN.md).
+
+A method says, for every task t, which strategy learns it, which earlier state
+it starts from (its *predecessor*), and which tasks its new state is evaluated
+on.  The workflow builds its DAG from exactly this:
+
+| method      | predecessor of t                  | evaluated after t        |
+|-------------|-----------------------------------|--------------------------|
+| par         | previous task of t's group        | tasks of t's group so far|
+| finetune    | t − 1                             | all tasks ≤ t            |
+| independent | none                              | t                        |
+
+An *assignment* is the JSON-able dict a learn-task job receives as params:
+``task, group, strategy, predecessor, group_tasks, genotype_source``.
+"""
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+from par.planning import TaskDecision
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    """Class decorator: make a method available under ``name`` (Mammoth-style registry)."""
+    def add(cls: type) -> type:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+    return add
+
+
+def get_method(name: str) -> "Method":
+    """The method registered as ``name``; KeyError lists the choices."""
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+    return METHODS[name]()
+
+
+class Method:
+    """Base class; ``needs_plan`` methods take their assignments from ``plan.json``."""
+
+    name: ClassVar[str] = "base"
+    needs_plan: ClassVar[bool] = False
+    body_kind: ClassVar[str] = "light_resnet18"
+
+    def assignments(self, n_tasks: int, plan: list[TaskDecision] | None = None) -> list[dict]:
+        raise NotImplementedError
+
+
+@register_method("par")
+class PAR(Method):
+    """Parameter Allocation & Regularization: assignments come from the plan (SPEC §3)."""
+
+    needs_plan = True
+    body_kind = "expert"
+
+    def assignments(self, n_tasks: int, plan: list[TaskDecision] | None = None) -> list[dict]:
+        if plan is None or len(plan) != n_tasks:
+            raise ValueError(f"PAR needs a plan with {n_tasks} task decisions")
+        return [d.job_params() for d in plan]
+
+
+@register_method("finetune")
+class Finetune(Method):
+    """One model trained task after task without constraint (SPEC §7)."""
+
+    def assignments(self, n_tasks: int, plan=None) -> list[dict]:
+        return [{"task": t, "group": 1, "strategy": "finetune", "predecessor": t - 1 if t > 1 else None,
+                 "group_tasks": list(range(1, t + 1)), "genotype_source": None} for t in range(1, n_tasks + 1)]
+
+
+@register_method("independent")
+class Independent(Method):
+    """A fresh model per task (SPEC §7)."""
+
+    def assignments(self, n_tasks: int, plan=None) -> list[dict]:
+        return [{"task": t, "group": t, "strategy": "independent", "predecessor": None,
+                 "group_tasks": [t], "genotype_source": None} for t in range(1, n_tasks + 1)]

@@ -1,0 +1,77 @@
+"""Learning one task of a chain: the body of a learn-task job."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import torch
+
+from par.benchmarks import Stream, task_data
+from par.learners.strategies import get_strategy
+from par.models import MultiHeadModel, count_parameters
+from par.training import Batches, TrainConfig, evaluate, fit
+
+log = logging.getLogger(__name__)
+
+
+def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
+               body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None = None,
+               device: torch.device = torch.device("cpu"), seed: int = 0) -> tuple[MultiHeadModel, dict]:
+    """Learn task ``assignment["task"]`` with its strategy, then test the new state.
+
+    Parameters
+    ----------
+    assignment: ``task, group, strategy, predecessor, group_tasks, genotype_source``
+        (see :mod:`par.learners.methods`).
+    images: the decoded dataset (:class:`par.datasets.ImageArrays`).
+    predecessor: the predecessor's model (continued strategies) or None.
+    body_spec: spec of a fresh body (allocation, independent) or None.
+    strategy_options: keyword arguments per strategy name, e.g.
+        ``{"regularize": {"lwf_lambda": 1.0, "lwf_temperature": 2.0}}``.
+    seed: seeds the new weights (body, head) and a CPU generator for data order
+        and augmentation; the same seed gives the same numbers on the CPU.
+
+    Returns the trained model and a JSON-able record: the assignment, test
+    accuracy (fraction) on every task of ``group_tasks``, best validation
+    accuracy, parameter count of the model (body + all its heads), seconds,
+    and the per-epoch history.
+    """
+    t = assignment["task"]
+    task = stream.task(t)
+    strategy = get_strategy(assignment["strategy"], **(strategy_options or {}).get(assignment["strategy"], {}))
+    if not strategy.early_stopping:
+        train_config = dataclasses.replace(train_config, patience=None)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = strategy.prepare(predecessor, body_spec, t, task.n_classes, device)
+    generator = torch.Generator().manual_seed(seed)
+    x_train, y_train = task_data(images, task, "train")
+    x_val, y_val = task_data(images, task, "val")
+    train = Batches(x_train, y_train, stream.mean, stream.std, train_config.batch_size, device,
+                    shuffle=True, augment=train_config.augment, config=train_config, generator=generator)
+    val = Batches(x_val, y_val, stream.mean, stream.std, train_config.eval_batch_size, device)
+    log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
+             len(y_train), len(y_val), task.n_classes, count_parameters(model))
+    result = fit(model, t, strategy, train, val, train_config)
+    train_seconds = time.perf_counter() - start
+    test_accuracy = {}
+    for u in assignment["group_tasks"]:
+        x_test, y_test = task_data(images, stream.task(u), "test")
+        test_accuracy[u] = evaluate(model, u, Batches(x_test, y_test, stream.mean, stream.std,
+                                                      train_config.eval_batch_size, device))
+        log.info("after task %d: test accuracy on task %d = %.4f", t, u, test_accuracy[u])
+    record = {
+        **assignment,
+        "test_accuracy": {str(u): a for u, a in test_accuracy.items()},
+        "val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "n_params": count_parameters(model),
+        "n_train": len(y_train),
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "history": result.history,
+    }
+    return model, record

@@ -1,0 +1,120 @@
+"""Models that learn tasks: a body (expert or light ResNet18) with one head per task.
+
+A body is described by a JSON-able *spec*, so that a saved model state can be
+rebuilt without the code that created it:
+
+- ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3}``
+  (PAR, :class:`par.cells.Expert`);
+- ``{"kind": "light_resnet18", "width": 64}`` (baselines, SPEC §7).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from par.cells import Expert, Genotype
+from par.io import atomic_path
+
+STATE_FORMAT = 1
+
+
+class LightResNet18(nn.Module):
+    """The light ResNet18 of MNTDP (SPEC §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
+    4 stages × 2 torchvision BasicBlocks, all ``width`` channels, strides 1/2/2/2,
+    global average pool → (n, width).  ≈ 0.606 M parameters at width 64."""
+
+    def __init__(self, width: int = 64, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+        for stride in (1, 2, 2, 2):
+            down = None
+            if stride != 1:
+                down = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
+            layers += [BasicBlock(width, width, stride, down), BasicBlock(width, width)]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.out_features = width
+        for m in self.modules():  # the authors' initialisation (src/models/resnet.py)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def build_body(spec: dict) -> nn.Module:
+    """A fresh body from its spec; raises ValueError on an unknown kind."""
+    kind = spec["kind"]
+    if kind == "expert":
+        return Expert(Genotype.from_json(spec["genotype"]), channels=spec["channels"], n_layers=spec["n_layers"],
+                      stem_multiplier=spec.get("stem_multiplier", 3))
+    if kind == "light_resnet18":
+        return LightResNet18(width=spec.get("width", 64))
+    raise ValueError(f"unknown body kind {kind!r}")
+
+
+class MultiHeadModel(nn.Module):
+    """A body shared by the tasks of a group, and one linear head per task.
+
+    ``forward(x, task)``: (n, 3, H, W) → (n, n_classes of task) logits.
+    """
+
+    def __init__(self, body_spec: dict, heads: dict[int, int] | None = None):
+        super().__init__()
+        self.body_spec = body_spec
+        self.body = build_body(body_spec)
+        self.heads = nn.ModuleDict()
+        for task, n_classes in (heads or {}).items():
+            self.add_head(task, n_classes)
+
+    @property
+    def tasks(self) -> list[int]:
+        return [int(k) for k in self.heads]
+
+    def add_head(self, task: int, n_classes: int) -> None:
+        """Add a fresh linear head for ``task``; raises ValueError if it exists."""
+        if str(task) in self.heads:
+            raise ValueError(f"task {task} already has a head")
+        self.heads[str(task)] = nn.Linear(self.body.out_features, n_classes).to(
+            next(self.body.parameters()).device)
+
+    def head(self, task: int) -> nn.Linear:
+        return self.heads[str(task)]
+
+    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        return self.head(task)(self.body(x))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable-kind parameters (BatchNorm running statistics are
+    buffers and not counted; SPEC §6)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def save_model(path: str | Path, model: MultiHeadModel) -> None:
+    """Save body spec, heads and weights so :func:`load_model` can rebuild the model."""
+    state = {"format": STATE_FORMAT, "body": model.body_spec,
+             "heads": {t: model.head(t).out_features for t in model.tasks},
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> MultiHeadModel:
+    """Rebuild a model saved by :func:`save_model`.
+
+    Raises :class:`par.io.CorruptFileError` when the file is not such a state.
+    """
+    from par.io import CorruptFileError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = MultiHeadModel(state["body"], {int(t): int(c) for t, c in state["heads"].items()})
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError, EOFError, OSError) as err:
+        raise CorruptFileError(f"{path} is not a readable model state ({err}); delete it and re-run.") from err
+    return model.to(device)

@@ -1,0 +1,161 @@
+"""Task groups and a learning strategy per task (paper Sec. 3.1–3.3, Eq. 5–6; SPEC §3).
+
+The plan depends only on the distance matrix and the training-set sizes, so it
+is known before any training; this is what lets the workflow train groups in
+parallel.  Strategies:
+
+- ``allocate-search``: new group, new expert whose cell is found by MDL search;
+- ``allocate-reuse``: new group, new expert (fresh weights) reusing the cell of
+  the nearest group's expert;
+- ``regularize``: join the nearest group, learn with LwF distillation;
+- ``regularize-head``: join the nearest group, train only the new head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+ALLOCATE_SEARCH = "allocate-search"
+ALLOCATE_REUSE = "allocate-reuse"
+REGULARIZE = "regularize"
+REGULARIZE_HEAD = "regularize-head"
+DARTS_V2 = "darts_v2"
+
+
+def relatedness_score(s_prime: float) -> float:
+    """Eq. 6: s = min(s', 1 − e^{−2 s'}), mapping s' ∈ [0, ∞) monotonically into [0, 1)."""
+    return min(s_prime, 1.0 - math.exp(-2.0 * s_prime))
+
+
+_GROUP_DISTANCE = {"mean": np.mean, "min": np.min, "max": np.max}
+
+
+@dataclass
+class TaskDecision:
+    """The plan entry of one task.
+
+    ``genotype_source`` is the task whose searched cell (``cells/task{n}.json``)
+    the task's new expert uses, ``"darts_v2"`` for the fixed DARTS-V2 cell, or
+    None when the task joins a group.  ``nearest_group``/``score`` are g* and
+    s_{t,g*}; ``group_scores`` holds s_{t,g} for every group that existed.
+    """
+
+    task: int
+    group: int
+    strategy: str
+    predecessor: int | None
+    group_tasks: list[int]
+    genotype_source: int | str | None
+    n_train: int
+    nearest_group: int | None = None
+    score: float | None = None
+    group_scores: dict[int, float] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def searches_cell(self) -> bool:
+        """True when this task runs its own MDL cell search."""
+        return self.strategy == ALLOCATE_SEARCH and self.genotype_source == self.task
+
+    def job_params(self) -> dict:
+        """The fields that determine what a learn-task job computes.
+
+        Scores are left out on purpose: a change of the distances that leaves
+        every decision as it was must not re-run any training.
+        """
+        return {"task": self.task, "group": self.group, "strategy": self.strategy,
+                "predecessor": self.predecessor, "group_tasks": list(self.group_tasks),
+                "genotype_source": self.genotype_source}
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["group_scores"] = {str(g): s for g, s in self.group_scores.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TaskDecision":
+        d = dict(d)
+        d["group_scores"] = {int(g): s for g, s in d.get("group_scores", {}).items()}
+        return cls(**d)
+
+
+def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5, beta: float = 0.75,
+               head_only_ratio: float = 0.5, group_distance: str = "mean",
+               tiny_task_rule: bool = True, tiny_task_size: int = 25, tiny_task_factor: float = 10.0,
+               cell_search: str = "mdl") -> list[TaskDecision]:
+    """Decide group and strategy of every task (SPEC §3).
+
+    Parameters
+    ----------
+    distances: (N, N); ``distances[t-1, j-1]`` = KL̂(q_t‖q_j).  Only j < t is read.
+    n_train: training-set size of each task, length N.
+    alpha, beta: thresholds on s (paper: α = 0.5, β = 0.75); s ≤ α regularizes,
+        α < s ≤ β allocates reusing the cell of g*, s > β allocates with search.
+    head_only_ratio: ρ; a joining task with n_train < ρ·Q_{g*} trains only its head
+        (paper text 0.1, authors' code 0.5).
+    group_distance: how s'_{t,g} combines task distances: ``mean`` (Eq. 5), ``min``, ``max``.
+    tiny_task_rule: authors' special case: a task with n_train ≤ ``tiny_task_size``
+        joins the nearest group whose Q ≥ ``tiny_task_factor``·n_train.
+    cell_search: ``mdl`` (search cells) or ``darts_v2`` (every new expert uses the
+        fixed DARTS-V2 cell: ablation "Fixed", Table 5).
+
+    Raises ValueError on inconsistent shapes or an unknown ``group_distance``.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    n_tasks = len(n_train)
+    if distances.shape != (n_tasks, n_tasks):
+        raise ValueError(f"distances has shape {distances.shape}; expected ({n_tasks}, {n_tasks})")
+    if group_distance not in _GROUP_DISTANCE:
+        raise ValueError(f"group_distance must be one of {sorted(_GROUP_DISTANCE)}, not {group_distance!r}")
+    combine = _GROUP_DISTANCE[group_distance]
+
+    groups: list[list[int]] = []          # tasks per group, in order
+    largest: list[int] = []               # Q_g: largest training set in group g so far
+    group_genotype: list[int | str] = []  # genotype source of each group's expert
+    decisions: list[TaskDecision] = []
+
+    def allocate(task: int, strategy: str, source: int | str, **extra) -> TaskDecision:
+        groups.append([task])
+        largest.append(n_train[task - 1])
+        group_genotype.append(source)
+        return TaskDecision(task, len(groups), strategy, None, [task], source, n_train[task - 1], **extra)
+
+    def join(task: int, g: int, **extra) -> TaskDecision:
+        n = n_train[task - 1]
+        strategy = REGULARIZE_HEAD if n < head_only_ratio * largest[g - 1] else REGULARIZE
+        predecessor = groups[g - 1][-1]
+        groups[g - 1].append(task)
+        largest[g - 1] = max(largest[g - 1], n)
+        return TaskDecision(task, g, strategy, predecessor, list(groups[g - 1]), None, n, **extra)
+
+    new_cell: int | str
+    for task in range(1, n_tasks + 1):
+        new_cell = task if cell_search == "mdl" else DARTS_V2
+        if task == 1:
+            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell, reason="first task"))
+            continue
+        scores = {
+            g: relatedness_score(float(combine(distances[task - 1, [m - 1 for m in members]])))
+            for g, members in enumerate(groups, start=1)
+        }
+        best = min(scores, key=lambda g: (scores[g], g))  # ties → lowest group id
+        s = scores[best]
+        extra = {"nearest_group": best, "score": s, "group_scores": scores}
+        n = n_train[task - 1]
+        if tiny_task_rule and n <= tiny_task_size:
+            eligible = [g for g in scores if largest[g - 1] >= tiny_task_factor * n]
+            if eligible:
+                g = min(eligible, key=lambda g: (scores[g], g))
+                decisions.append(join(task, g, reason=f"tiny task (n_train={n} <= {tiny_task_size})", **extra))
+                continue
+        if s <= alpha:
+            decisions.append(join(task, best, reason=f"s={s:.4f} <= alpha={alpha}", **extra))
+        elif s <= beta:
+            decisions.append(allocate(task, ALLOCATE_REUSE, group_genotype[best - 1],
+                                      reason=f"alpha={alpha} < s={s:.4f} <= beta={beta}", **extra))
+        else:
+            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell,
+                                      reason=f"s={s:.4f} > beta={beta}", **extra))
+    return decisions

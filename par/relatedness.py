@@ -1,0 +1,109 @@
+"""Task relatedness by the Nearest-Prototype KL estimate (paper Sec. 3.1, Eq. 2–4; SPEC §2).
+
+For a new task i and an earlier task j, only task i's features and task j's
+class prototypes are needed:
+
+- ρ(l) = ‖X_l − U^i_{c(l)}‖  (distance to its own class prototype, Eq. 2)
+- ν(l) = min_{c ∈ C_j} ‖X_l − U^j_c‖  (distance to the nearest prototype of j, Eq. 3)
+- KL̂(q_i‖q_j) = Σ_{c ∈ C_i} mean_{l ∈ c} log(ν(l)/ρ(l))  (Eq. 4, a sum over classes)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Added to ρ and ν before the log so that a sample lying exactly on a prototype
+# (ρ = 0, e.g. a class with a single sample) gives a large finite value, never inf/NaN.
+DISTANCE_EPSILON = 1e-8
+
+
+def class_prototypes(features: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class means U_c of ``features`` (n, d) grouped by ``labels`` (n,) in 0..n_classes-1.
+
+    Returns (n_classes, d) float64; row c is the prototype of local class c.
+    Raises ValueError if a class has no sample.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts == 0).any():
+        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no sample")
+    sums = np.zeros((n_classes, features.shape[1]))
+    np.add.at(sums, labels, features)
+    return sums / counts[:, None]
+
+
+def _distances_to(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    # Same arithmetic as rho (a norm of differences), so that nu <= rho holds exactly
+    # when the own prototypes are among the candidates (KL of a task to itself is 0).
+    return np.stack([np.linalg.norm(x - u, axis=1) for u in prototypes], axis=1)
+
+
+def per_class_log_ratios(features: np.ndarray, labels: np.ndarray, own_prototypes: np.ndarray,
+                         other_prototypes: np.ndarray, *, epsilon: float = DISTANCE_EPSILON) -> np.ndarray:
+    """k_c = mean over samples of class c of log(ν/ρ), for each class of the new task.
+
+    features: (n, d) of the new task; labels: (n,) local labels; own_prototypes:
+    (k_i, d); other_prototypes: (k_j, d).  Returns (k_i,) float64.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    rho = np.linalg.norm(x - own_prototypes[labels], axis=1)
+    nu = _distances_to(x, np.asarray(other_prototypes, dtype=np.float64)).min(axis=1)
+    log_ratio = np.log((nu + epsilon) / (rho + epsilon))
+    n_classes = own_prototypes.shape[0]
+    return np.bincount(labels, weights=log_ratio, minlength=n_classes) / np.bincount(labels, minlength=n_classes)
+
+
+def nearest_prototype_kl(features: np.ndarray, labels: np.ndarray, own_prototypes: np.ndarray,
+                         other_prototypes: np.ndarray, *, clamp_per_class: bool = True,
+                         zero_is_far: bool = False, epsilon: float = DISTANCE_EPSILON) -> float:
+    """KL̂(q_i‖q_j) of Eq. 4: the sum over the new task's classes of k_c.
+
+    ``clamp_per_class`` clamps each k_c at 0 (authors' code, SPEC §2 default);
+    ``zero_is_far`` replaces an estimate of exactly 0 by 1 (authors' quirk, off
+    by default).  Shapes as in :func:`per_class_log_ratios`.
+    """
+    k = per_class_log_ratios(features, labels, own_prototypes, other_prototypes, epsilon=epsilon)
+    if clamp_per_class:
+        k = np.maximum(k, 0.0)
+    kl = float(k.sum())
+    if zero_is_far and kl == 0.0:
+        return 1.0
+    return kl
+
+
+def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray],
+                    **options) -> np.ndarray:
+    """The full N×N matrix D[i, j] = KL̂(q_{i+1}‖q_{j+1}) over all task pairs (both directions).
+
+    ``features[t]`` (n_t, d), ``labels[t]`` (n_t,) and ``prototypes[t]`` (k_t, d)
+    belong to task t+1.  ``options`` go to :func:`nearest_prototype_kl`.
+    Planning uses only the entries j < i (earlier tasks); the rest is for heatmaps.
+    """
+    n = len(features)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = nearest_prototype_kl(features[i], labels[i], prototypes[i], prototypes[j], **options)
+    return out
+
+
+def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str) -> None:
+    """Write per-task prototypes to HDF5: group ``task{t}`` with ``classes`` (k,)
+    dataset class ids and ``prototypes`` (k, d) float64; attribute ``weights``."""
+    import h5py
+
+    from par.io import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for task, (classes, protos) in prototypes.items():
+            group = f.create_group(f"task{task}")
+            group.create_dataset("classes", data=np.asarray(classes, dtype=np.int64))
+            group.create_dataset("prototypes", data=protos)
+        f.attrs["weights"] = weights
+
+
+def load_prototypes(path) -> dict[int, np.ndarray]:
+    """Per task number, its (k, d) prototypes, from :func:`save_prototypes`."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {int(name[len("task"):]): f[name]["prototypes"][...] for name in f}

@@ -1,0 +1,211 @@
+"""The one training loop every learner shares (SPEC §5).
+
+A learner supplies hooks (:class:`TrainingHooks`): which parameters train,
+which modules are in train mode, and the loss of a batch.  The loop does the
+rest: SGD with momentum, cosine annealing over ``epochs``, gradient-norm
+clipping, on-device augmentation, validation after every epoch, keeping the
+best-validation snapshot and optional early stopping.
+
+Images travel as uint8 (n, H, W, 3) tensors and are augmented in batches on
+the training device.  torchvision's transforms draw one set of random
+parameters per call, so a batch with one crop/flip/brightness per image needs
+the few lines of :func:`augment_batch`; the tests check it image by image
+against ``torchvision.transforms.v2.functional``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one task's training (defaults: SPEC §5, authors' run scripts)."""
+
+    epochs: int = 100
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.003
+    batch_size: int = 64
+    grad_clip: float = 10.0
+    patience: int | None = None      # early stopping after this many epochs without a better val acc
+    augment: bool = True
+    crop_padding: int = 4
+    brightness: float = 63 / 255
+    eval_batch_size: int = 500
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Channel-wise (x − mean) / std of (n, 3, H, W) images in [0, 1]."""
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def to_float_images(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(n, H, W, 3) uint8 → (n, 3, H, W) float32 in [0, 1]."""
+    return images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def augmentation_parameters(n: int, padding: int, brightness: float, generator: torch.Generator):
+    """Random crop offsets (n, 2) in [0, 2·padding], flips (n,) bool and brightness
+    factors (n,) in [max(0, 1 − b), 1 + b], drawn on the CPU from ``generator``."""
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    low = max(0.0, 1.0 - brightness)
+    factors = low + (1.0 + brightness - low) * torch.rand(n, generator=generator)
+    return offsets, flips, factors
+
+
+def augment_batch(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, factors: torch.Tensor,
+                  padding: int) -> torch.Tensor:
+    """Per image: zero-pad by ``padding`` and crop back at ``offsets`` (top, left),
+    flip horizontally where ``flips``, multiply by ``factors`` and clamp to [0, 1].
+
+    x: (n, C, H, W) float in [0, 1]; same as torchvision's RandomCrop(padding),
+    RandomHorizontalFlip and ColorJitter(brightness) applied image by image.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = offsets[:, 0].to(dev).view(n, 1) + torch.arange(h, device=dev).view(1, h)
+    cols = offsets[:, 1].to(dev).view(n, 1) + torch.arange(w, device=dev).view(1, w)
+    cols = torch.where(flips.to(dev).view(n, 1), cols.flip(1), cols)
+    batch = torch.arange(n, device=dev).view(n, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]  # (n, h, w, C)
+    out = out.permute(0, 3, 1, 2) * factors.to(dev, x.dtype).view(n, 1, 1, 1)
+    return out.clamp_(0.0, 1.0)
+
+
+class Batches:
+    """Mini-batches of (normalised, optionally augmented) images and labels on ``device``.
+
+    images: (n, H, W, 3) uint8 tensor; labels: (n,) int64.  With ``shuffle`` the
+    order (and augmentation) comes from ``generator``; a trailing batch of a
+    single image is dropped when shuffling, since BatchNorm cannot train on it.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int,
+                 device: torch.device, *, shuffle: bool = False, augment: bool = False,
+                 config: TrainConfig | None = None, generator: torch.Generator | None = None):
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.mean, self.std, self.batch_size = mean, std, batch_size
+        self.shuffle, self.augment = shuffle, augment
+        self.config = config or TrainConfig()
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size].to(self.images.device)
+            if self.shuffle and len(idx) == 1 and n > 1:
+                continue
+            x = to_float_images(self.images[idx])
+            if self.augment:
+                params = augmentation_parameters(len(idx), self.config.crop_padding, self.config.brightness,
+                                                 self.generator)
+                x = augment_batch(x, *params, padding=self.config.crop_padding)
+            yield normalize(x, self.mean, self.std), self.labels[idx]
+
+
+class TrainingHooks(Protocol):
+    """What a learner tells the shared loop (Avalanche-style hooks)."""
+
+    early_stopping: bool
+
+    def parameters(self, model: nn.Module, task: int) -> Iterable[nn.Parameter]:
+        """Parameters the optimizer updates."""
+
+    def set_mode(self, model: nn.Module, task: int) -> None:
+        """Put modules in train/eval mode for a training epoch."""
+
+    def loss(self, model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scalar loss, logits of the task's head) for one batch."""
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, task: int, batches: Batches) -> float:
+    """Top-1 accuracy (fraction in [0, 1]) of head ``task`` over ``batches``, eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in batches:
+        correct += (model(x, task).argmax(1) == y).sum().item()
+    model.train(was_training)
+    return correct / max(1, len(batches))
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` measured: the best validation accuracy and its epoch
+    (0-based), epochs run, and one history row per epoch."""
+
+    best_val_accuracy: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: Batches,
+        config: TrainConfig) -> FitResult:
+    """Train head ``task`` (and whatever ``hooks.parameters`` returns) on ``train``.
+
+    After each epoch the validation accuracy is measured; the model ends in the
+    state of the best epoch (first one on ties).  With ``hooks.early_stopping``
+    and ``config.patience``, training stops after ``patience`` epochs without
+    improvement (authors' ``lr_patience``).
+    """
+    params = [p for p in hooks.parameters(model, task) if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    best_acc, best_epoch, best_state = -1.0, -1, None
+    history = []
+    since_best = 0
+    for epoch in range(config.epochs):
+        start = time.perf_counter()
+        hooks.set_mode(model, task)
+        total_loss, total_correct, total = 0.0, 0, 0
+        for x, y in train:
+            loss, logits = hooks.loss(model, task, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            total_loss += loss.item() * len(y)
+            total_correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+        scheduler.step()
+        val_acc = evaluate(model, task, val)
+        seconds = time.perf_counter() - start
+        history.append({"epoch": epoch, "train_loss": total_loss / max(1, total),
+                        "train_accuracy": total_correct / max(1, total), "val_accuracy": val_acc,
+                        "seconds": seconds})
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch, since_best = val_acc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        log.info("task %d epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f%s  (%.1f s)", task, epoch + 1,
+                 config.epochs, history[-1]["train_loss"], history[-1]["train_accuracy"], val_acc,
+                 " *" if improved else "", seconds)
+        if hooks.early_stopping and config.patience and since_best >= config.patience:
+            log.info("early stop: no better validation accuracy for %d epochs", config.patience)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(best_acc, best_epoch, len(history), history)

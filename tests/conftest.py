@@ -1,0 +1,57 @@
+"""Shared fixtures: a small slice of the real CIFAR-10 copy in ../shared/data."""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PAR_SHARED_DATA", REPO.parent / "shared" / "data"))
+CIFAR10_ARCHIVE = SHARED_DATA / "cifar10-jpg.tar.gz"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_cifar10_slice(archive: Path, root: Path, per_class: dict[str, int]) -> Path:
+    """Extract the first ``per_class[split]`` images of every class and split of
+    the real CIFAR-10 JPEG archive into an image-folder tree under ``root``."""
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = Path(member.name).parts  # cifar10-jpg/<split>/<class>/<file>
+            if not member.isfile() or len(parts) != 4:
+                continue
+            _, split, cls, name = parts
+            key = (split, cls)
+            if taken.get(key, 0) >= per_class[split]:
+                continue
+            target = root / split / cls / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+            taken[key] = taken.get(key, 0) + 1
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar10_archive() -> Path:
+    if not CIFAR10_ARCHIVE.is_file():
+        pytest.fail(f"the real CIFAR-10 copy is missing: {CIFAR10_ARCHIVE} (set PAR_SHARED_DATA)")
+    return CIFAR10_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
+    """A real-image CIFAR-10 tree with 40 train and 20 test images per class:
+    ``<root>/cifar10-jpg/{train,test}/<class>/*.jpg``; returns ``<root>``."""
+    root = tmp_path_factory.mktemp("cifar10_slice")
+    write_cifar10_slice(cifar10_archive, root / "cifar10-jpg", {"train": 40, "test": 20})
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar10_arrays(cifar10_slice, tmp_path_factory):
+    """The slice decoded by the pipeline's own decoder (ImageArrays)."""
+    from par.datasets import decode, locate_source
+
+    return decode(locate_source("cifar10", cifar10_slice, probe_network=False), tmp_path_factory.mktemp("scratch"))

@@ -1,0 +1,99 @@
+"""Task streams (SPEC §8): class order, splits, subsets; CIFAR-100 in its real file format."""
+import pickle
+
+import numpy as np
+import pytest
+import torchvision.datasets.cifar
+
+from par.benchmarks import BENCHMARKS, Stream, make_stream, task_data
+from par.datasets import DataSource, decode
+
+
+def labels(n_classes, per_class):
+    return np.repeat(np.arange(n_classes), per_class)
+
+
+def test_cifar10_5_follows_the_authors_task_order():
+    # sklearn.utils.shuffle(np.arange(5), random_state=0) == RandomState(0).permutation(5) == [2, 0, 1, 3, 4]
+    stream = make_stream("cifar10-5", labels(10, 50), labels(10, 10), [f"c{i}" for i in range(10)], 0)
+    assert [t.classes for t in stream.tasks] == [[4, 5], [0, 1], [2, 3], [6, 7], [8, 9]]
+    assert stream.tasks[0].class_names == ["c4", "c5"]
+    seed1 = make_stream("cifar10-5", labels(10, 50), labels(10, 10), [str(i) for i in range(10)], 1)
+    assert [t.classes[0] // 2 for t in seed1.tasks] == [2, 1, 4, 0, 3]
+
+
+def test_splits_are_per_class_disjoint_and_complete():
+    train_labels, test_labels = labels(10, 50), labels(10, 10)
+    stream = make_stream("cifar10-5", train_labels, test_labels, [str(i) for i in range(10)], 3)
+    seen = set()
+    for task in stream.tasks:
+        assert not set(task.train) & set(task.val)
+        for c in task.classes:
+            assert (train_labels[task.val] == c).sum() == 5      # 10 % of 50 per class
+            assert (train_labels[task.train] == c).sum() == 45
+            assert (test_labels[task.test] == c).sum() == 10
+        seen |= set(task.train) | set(task.val)
+    assert seen == set(range(500))
+
+
+def test_cifar100_10_is_450_50_100_per_class_over_a_seeded_permutation():
+    stream = make_stream("cifar100-10", labels(100, 500), labels(100, 100), [str(i) for i in range(100)], 0)
+    assert stream.n_tasks == 10
+    classes = [c for t in stream.tasks for c in t.classes]
+    assert sorted(classes) == list(range(100))
+    assert classes == np.random.RandomState(0).permutation(100).tolist()
+    assert all((len(t.train), len(t.val), len(t.test)) == (4500, 500, 1000) for t in stream.tasks)
+    assert BENCHMARKS["cifar100-20"].task_classes(0)[0] == classes[:5]
+
+
+def test_per_class_subsets():
+    stream = make_stream("cifar10-5", labels(10, 50), labels(10, 10), [str(i) for i in range(10)], 0,
+                         max_train_per_class=20, max_test_per_class=4)
+    assert all((len(t.train), len(t.val), len(t.test)) == (36, 4, 8) for t in stream.tasks)
+
+
+def test_too_few_images_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot split"):
+        make_stream("cifar10-5", labels(10, 3), labels(10, 3), [str(i) for i in range(10)], 0)
+
+
+def test_json_roundtrip_and_task_data(cifar10_arrays):
+    a = cifar10_arrays
+    stream = make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+    again = Stream.from_json(stream.to_json())
+    assert [t.classes for t in again.tasks] == [t.classes for t in stream.tasks]
+    np.testing.assert_array_equal(again.task(2).val, stream.task(2).val)
+    images, local = task_data(a, again.task(1), "test")
+    assert images.shape == (40, 32, 32, 3) and set(local.tolist()) == {0, 1}
+    assert (a.test_labels[again.task(1).test] == np.array(again.task(1).classes)[local.numpy()]).all()
+    with pytest.raises(IndexError):
+        stream.task(6)
+
+
+def write_cifar100_python(root, per_class_train, per_class_test):
+    """Generated images in torchvision's real CIFAR-100 file format."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, per_class in (("train", per_class_train), ("test", per_class_test)):
+        fine = np.repeat(np.arange(100), per_class)
+        rng.shuffle(fine)
+        data = rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist()}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)]}, f)
+
+
+def test_cifar100_10_from_the_real_file_format(tmp_path, monkeypatch):
+    write_cifar100_python(tmp_path, 20, 4)
+    # Generated files cannot match the real files' md5 sums.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    arrays = decode(DataSource("cifar100", "torchvision", str(tmp_path)), tmp_path)
+    assert arrays.train_images.shape == (2000, 32, 32, 3) and arrays.class_names[7] == "class07"
+    stream = make_stream("cifar100-10", arrays.train_labels, arrays.test_labels, arrays.class_names, 0)
+    assert [len(t.classes) for t in stream.tasks] == [10] * 10
+    assert all((len(t.train), len(t.val), len(t.test)) == (180, 20, 40) for t in stream.tasks)
+    first = stream.task(1)
+    assert set(arrays.train_labels[first.train]) == set(first.classes)

@@ -1,0 +1,69 @@
+"""Cells and experts: parameter counts of known genotypes, shapes, genotype checks."""
+import pytest
+import torch
+
+from par.cells import DARTS_V2, Expert, Genotype, SuperNet, genotype_json, reduction_layers
+from par.models import LightResNet18, MultiHeadModel, count_parameters
+
+
+def uniform_genotype(normal_op, reduce_op):
+    pairs = lambda op: ((op, 0), (op, 1)) * 4   # noqa: E731  inputs 0/1 are valid for every node
+    return Genotype(normal=pairs(normal_op), reduce=pairs(reduce_op))
+
+
+def test_reduction_layers():
+    assert reduction_layers(4) == {1, 2}
+    assert reduction_layers(3) == {1, 2}
+    assert reduction_layers(6) == {2, 4}
+
+
+def test_parameter_count_of_a_pooling_cell_by_hand():
+    # Only stem and preprocessing convs have parameters (L = 4, stem 3C):
+    # stem 27*3C + BN 2*3C; cells' preprocessing: (3+3) + (3+4) + (4+4) + (4+4) = 29 C^2 weights
+    # and 8 BNs of 2C  ->  29 C^2 + 103 C.
+    c = 8
+    expert = Expert(uniform_genotype("max_pool_3x3", "max_pool_3x3"), channels=c, n_layers=4)
+    assert count_parameters(expert) == 29 * c * c + 103 * c == 2680
+    assert expert.out_features == 4 * c
+
+
+def test_parameter_count_with_separable_convs_by_hand():
+    # sep_conv_3x3 (C -> C) = 2 x (depthwise 9C + pointwise C^2 + BN 2C); 8 per normal cell, 2 normal cells.
+    c = 8
+    expert = Expert(uniform_genotype("sep_conv_3x3", "max_pool_3x3"), channels=c, n_layers=4)
+    assert count_parameters(expert) == 2680 + 2 * 8 * 2 * (c * c + 11 * c) == 7544
+
+
+def test_light_resnet18_parameter_count_by_hand():
+    # conv1 27*64 + BN 128; 8 blocks x (2 x 9*64*64 + 2 x 128); 3 downsamples x (64*64 + 128)
+    assert count_parameters(LightResNet18(64)) == 1728 + 128 + 8 * (2 * 36864 + 256) + 3 * (4096 + 128) == 606400
+
+
+def test_expert_and_heads_forward_shapes():
+    model = MultiHeadModel({"kind": "expert", "genotype": DARTS_V2.to_json(), "channels": 8, "n_layers": 4}, {1: 2})
+    model.add_head(2, 5)
+    x = torch.randn(3, 3, 32, 32)
+    assert model(x, 1).shape == (3, 2) and model(x, 2).shape == (3, 5)
+    assert count_parameters(model) == count_parameters(model.body) + (32 * 2 + 2) + (32 * 5 + 5)
+    with pytest.raises(ValueError, match="already has a head"):
+        model.add_head(2, 5)
+
+
+def test_supernet_runs_any_sampled_architecture():
+    net = SuperNet(3, channels=4, n_layers=3)
+    x = torch.randn(2, 3, 32, 32)
+    for op in range(6):
+        assert net(x, [op] * 14, [(op + 1) % 6] * 14).shape == (2, 3)
+
+
+def test_genotype_validation_and_json():
+    assert Genotype.from_json(DARTS_V2.to_json()) == DARTS_V2
+    with pytest.raises(ValueError, match="none"):
+        uniform_genotype("none", "max_pool_3x3")
+    bad = list(DARTS_V2.normal)
+    bad[0] = ("sep_conv_3x3", 2)   # node 2 cannot read itself
+    with pytest.raises(ValueError, match="does not precede"):
+        Genotype(normal=tuple(bad), reduce=DARTS_V2.reduce)
+    assert genotype_json("darts_v2", None) == DARTS_V2.to_json()
+    with pytest.raises(ValueError, match="no cell file"):
+        genotype_json(3, None)

@@ -1,0 +1,98 @@
+"""Strategies and methods from their registries, and learning a task end to end on real images."""
+import pytest
+import torch
+
+from par.benchmarks import make_stream
+from par.cells import DARTS_V2
+from par.learners import get_method, get_strategy, learn_task
+from par.models import load_model, save_model
+from par.planning import plan_tasks
+from par.training import TrainConfig
+
+import numpy as np
+
+
+def test_registries_name_the_choices():
+    with pytest.raises(KeyError, match="finetune"):
+        get_method("ewc")
+    with pytest.raises(KeyError, match="regularize-head"):
+        get_strategy("replay")
+
+
+def test_baseline_chains():
+    finetune = get_method("finetune").assignments(3)
+    assert [a["predecessor"] for a in finetune] == [None, 1, 2]
+    assert finetune[2]["group_tasks"] == [1, 2, 3]
+    independent = get_method("independent").assignments(3)
+    assert [a["predecessor"] for a in independent] == [None, None, None]
+    assert [a["group_tasks"] for a in independent] == [[1], [2], [3]]
+
+
+def test_par_assignments_come_from_the_plan():
+    d = np.zeros((3, 3))
+    d[2, :2] = 3.0   # task 3 far from everything
+    plan = plan_tasks(d, [100, 100, 100])
+    a = get_method("par").assignments(3, plan)
+    assert [x["strategy"] for x in a] == ["allocate-search", "regularize", "allocate-search"]
+    assert a[2]["group"] == 2 and a[2]["genotype_source"] == 3
+    with pytest.raises(ValueError, match="plan"):
+        get_method("par").assignments(3, None)
+
+
+@pytest.fixture(scope="module")
+def stream(cifar10_arrays):
+    a = cifar10_arrays
+    return make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+
+
+EXPERT = {"kind": "expert", "genotype": DARTS_V2.to_json(), "channels": 4, "n_layers": 3, "stem_multiplier": 3}
+CONFIG = TrainConfig(epochs=1, batch_size=16)
+
+
+def test_a_group_learned_task_after_task(stream, cifar10_arrays, tmp_path):
+    """allocate-search, then regularize (LwF), then regularize-head, through saved states."""
+    first = {"task": 1, "group": 1, "strategy": "allocate-search", "predecessor": None, "group_tasks": [1],
+             "genotype_source": "darts_v2"}
+    model, record = learn_task(first, stream, cifar10_arrays, predecessor=None, body_spec=EXPERT,
+                               train_config=CONFIG, seed=0)
+    assert set(record["test_accuracy"]) == {"1"} and 0.0 <= record["test_accuracy"]["1"] <= 1.0
+    assert record["n_train"] == 72 and record["epochs_run"] == 1
+    save_model(tmp_path / "task1.pt", model)
+
+    second = {"task": 2, "group": 1, "strategy": "regularize", "predecessor": 1, "group_tasks": [1, 2],
+              "genotype_source": None}
+    model2, record2 = learn_task(second, stream, cifar10_arrays, predecessor=load_model(tmp_path / "task1.pt"),
+                                 body_spec=None, train_config=CONFIG,
+                                 strategy_options={"regularize": {"lwf_lambda": 1.0, "lwf_temperature": 2.0}},
+                                 seed=0)
+    assert set(record2["test_accuracy"]) == {"1", "2"}
+    assert record2["n_params"] == record["n_params"] + (4 * 4 * 2 + 2)   # one more head of 2 classes
+    save_model(tmp_path / "task2.pt", model2)
+
+    third = {"task": 3, "group": 1, "strategy": "regularize-head", "predecessor": 2, "group_tasks": [1, 2, 3],
+             "genotype_source": None}
+    before = load_model(tmp_path / "task2.pt")
+    model3, record3 = learn_task(third, stream, cifar10_arrays, predecessor=load_model(tmp_path / "task2.pt"),
+                                 body_spec=None, train_config=CONFIG, seed=0)
+    for name, tensor in before.body.state_dict().items():
+        torch.testing.assert_close(model3.body.state_dict()[name], tensor)   # expert untouched
+    assert record3["test_accuracy"]["1"] == pytest.approx(record2["test_accuracy"]["1"])
+
+
+def test_finetune_starts_fresh_then_continues(stream, cifar10_arrays):
+    body = {"kind": "light_resnet18", "width": 8}
+    a1, a2 = get_method("finetune").assignments(5)[:2]
+    model, _ = learn_task(a1, stream, cifar10_arrays, predecessor=None, body_spec=body, train_config=CONFIG,
+                          seed=0)
+    model2, record = learn_task(a2, stream, cifar10_arrays, predecessor=model, body_spec=None, train_config=CONFIG,
+                                seed=0)
+    assert model2.tasks == [1, 2] and set(record["test_accuracy"]) == {"1", "2"}
+
+
+def test_same_seed_same_numbers_on_cpu(stream, cifar10_arrays):
+    a = get_method("independent").assignments(5)[0]
+    body = {"kind": "light_resnet18", "width": 8}
+    runs = [learn_task(a, stream, cifar10_arrays, predecessor=None, body_spec=body, train_config=CONFIG,
+                       seed=7)[1] for _ in range(2)]
+    assert runs[0]["history"][0]["train_loss"] == runs[1]["history"][0]["train_loss"]
+    assert runs[0]["test_accuracy"] == runs[1]["test_accuracy"]

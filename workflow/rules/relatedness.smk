@@ -1,0 +1,66 @@
+"""Frozen-extractor features, class prototypes and the Nearest-Prototype KL matrix."""
+
+
+def task_features(wildcards):
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+rule extract_features:
+    """ResNet18 features (n, 512) of one task's distance split (SPEC §1)."""
+    input:
+        images=images_path,
+        stream=stream_path,
+    output:
+        results("features/{bench}/seed{seed}/task{task}.h5"),
+    params:
+        weights=config["extractor"]["weights"],
+        weights_seed=config["extractor"]["seed"],
+        split=config["relatedness"]["distance_split"],
+    threads: config["threads"]
+    resources:
+        gpu=gpu_request,
+        mem_mb=4000,
+        runtime=30,
+    log:
+        results("logs/extract_features/{bench}/seed{seed}/task{task}.log"),
+    benchmark:
+        results("benchmarks/extract_features/{bench}/seed{seed}/task{task}.tsv")
+    script:
+        "../scripts/extract_features.py"
+
+
+rule prototypes:
+    """Class prototypes (class means of the features) of every task (Eq. 2)."""
+    input:
+        task_features,
+    output:
+        results("features/{bench}/seed{seed}/prototypes.h5"),
+    log:
+        results("logs/prototypes/{bench}/seed{seed}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/prototypes.py"
+
+
+rule distances:
+    """KL(q_i || q_j) for every pair of tasks (Eq. 4), as Parquet and a heatmap."""
+    input:
+        features=task_features,
+        prototypes=results("features/{bench}/seed{seed}/prototypes.h5"),
+    output:
+        table=results("relatedness/{bench}/seed{seed}/distances.parquet"),
+        heatmap=results("relatedness/{bench}/seed{seed}/distances.png"),
+    params:
+        clamp_per_class=config["relatedness"]["clamp_per_class"],
+        zero_is_far=config["relatedness"]["zero_is_far"],
+        epsilon=config["relatedness"]["epsilon"],
+    log:
+        results("logs/distances/{bench}/seed{seed}.log"),
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/distances.py"

@@ -1,0 +1,39 @@
+"""Accuracy matrix and metrics per run; tables beside the paper's numbers."""
+
+
+rule metrics:
+    """r[t][u], AP, AF, M and T of one run (SPEC §6)."""
+    input:
+        unpack(run_outputs),
+    output:
+        metrics=results("runs/{bench}/seed{seed}/{run}/metrics.parquet"),
+        accuracy=results("runs/{bench}/seed{seed}/{run}/accuracy_matrix.parquet"),
+        tasks=results("runs/{bench}/seed{seed}/{run}/tasks.parquet"),
+    params:
+        method=lambda w: RUNS[w.run]["method"],
+    log:
+        results("logs/metrics/{bench}/seed{seed}/{run}.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/metrics.py"
+
+
+rule tables:
+    """Summary per seed, mean ± std beside the paper, Markdown renderings, a figure."""
+    input:
+        METRICS,
+    output:
+        summary=results("tables/summary.parquet"),
+        summary_md=results("tables/summary.md"),
+        aggregate=results("tables/aggregate.parquet"),
+        aggregate_md=results("tables/aggregate.md"),
+        figure=results("tables/ap_vs_parameters.png"),
+    log:
+        results("logs/tables.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/tables.py"

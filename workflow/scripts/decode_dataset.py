@@ -1,0 +1,15 @@
+"""Rule decode_dataset: find (or download) a dataset and decode it to images.h5."""
+from pathlib import Path
+
+from par.datasets import decode, locate_source, save_images
+from par.logs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    # data_root says where the data lives, not what is computed: it is read from the
+    # config rather than params so that moving the data does not invalidate anything.
+    source = locate_source(snakemake.wildcards.dataset, snakemake.config["data_root"])
+    log.info("reading %s", source.describe())
+    arrays = decode(source, scratch_dir=Path(snakemake.output[0]).parent)
+    log.info("%d train and %d test images of %d classes", len(arrays.train_labels), len(arrays.test_labels),
+             len(arrays.class_names))
+    save_images(snakemake.output[0], arrays)

@@ -1,0 +1,25 @@
+"""Rule distances: the Nearest-Prototype KL matrix (Eq. 4) as Parquet and a heatmap."""
+import pandas as pd
+
+from par import schemas
+from par.extractor import load_features
+from par.io import write_parquet
+from par.logs import job_log
+from par.plots import distance_heatmap
+from par.relatedness import distance_matrix, load_prototypes
+
+with job_log(snakemake.log[0]) as log:
+    features = sorted((load_features(p) for p in snakemake.input.features), key=lambda tf: tf.task)
+    prototypes = load_prototypes(snakemake.input.prototypes)
+    matrix = distance_matrix([tf.features for tf in features], [tf.labels for tf in features],
+                             [prototypes[tf.task] for tf in features], clamp_per_class=snakemake.params.clamp_per_class,
+                             zero_is_far=snakemake.params.zero_is_far, epsilon=snakemake.params.epsilon)
+    n = len(features)
+    frame = pd.DataFrame([{"i": i + 1, "j": j + 1, "kl": matrix[i, j]} for i in range(n) for j in range(n)])
+    weights = features[0].weights
+    log.info("KL(q_i || q_j), rows i, columns j, extractor %s:\n%s", weights,
+             pd.DataFrame(matrix, index=range(1, n + 1), columns=range(1, n + 1)).round(4).to_string())
+    write_parquet(snakemake.output.table, frame, schemas.DISTANCES,
+                  metadata={"extractor_weights": weights, "split": features[0].split})
+    bench, seed = snakemake.wildcards.bench, snakemake.wildcards.seed
+    distance_heatmap(matrix, snakemake.output.heatmap, f"{bench} seed {seed}: task distances\n({weights})")

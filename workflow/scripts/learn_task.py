@@ -1,0 +1,42 @@
+"""Rule learn_task: learn one task from its predecessor's state, test the new state."""
+import dataclasses
+
+import torch
+
+from par.benchmarks import Stream
+from par.cells import genotype_json
+from par.datasets import load_images
+from par.devices import acquire_device, describe
+from par.io import read_json, write_json
+from par.learners import learn_task
+from par.logs import job_log
+from par.models import load_model, save_model
+from par.reproducibility import job_seed, seed_everything
+from par.training import TrainConfig
+
+with job_log(snakemake.log[0]) as log:
+    torch.set_num_threads(snakemake.threads)
+    assignment = snakemake.params.assignment
+    strategy = snakemake.params.strategy
+    stream = Stream.from_json(read_json(snakemake.input.stream))
+    body = strategy["body"]
+    if body is not None and body["kind"] == "expert":
+        cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
+        body = {**body, "genotype": genotype_json(assignment["genotype_source"], cell)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_config = TrainConfig(**{k: v for k, v in snakemake.params.training.items() if k in fields})
+    options = {"regularize": {"lwf_lambda": strategy["lwf"]["lambda"],
+                              "lwf_temperature": strategy["lwf"]["temperature"]}} if strategy["lwf"] else {}
+    images = load_images(snakemake.input.images)
+    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
+        log.info("%s: task %d, %s, predecessor %s, on %s", snakemake.wildcards.run, assignment["task"],
+                 assignment["strategy"], assignment["predecessor"], describe(device))
+        seed = job_seed(stream.seed, "learn", assignment["task"])
+        seed_everything(seed)
+        predecessor = load_model(snakemake.input.predecessor, device) if assignment["predecessor"] else None
+        model, record = learn_task(assignment, stream, images, predecessor=predecessor, body_spec=body,
+                                   train_config=train_config, strategy_options=options, device=device,
+                                   seed=seed)
+    record["device"] = describe(device)
+    save_model(snakemake.output.state, model)
+    write_json(snakemake.output.record, record)

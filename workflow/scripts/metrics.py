@@ -1,0 +1,19 @@
+"""Rule metrics: accuracy matrix, AP, AF, M, T of one run (SPEC §6)."""
+from par import schemas
+from par.io import read_json, write_parquet
+from par.logs import job_log
+from par.metrics import run_frames
+
+with job_log(snakemake.log[0]) as log:
+    records = {rec["task"]: rec for rec in map(read_json, snakemake.input.records)}
+    inputs = snakemake.input.keys()
+    search_seconds = {c["task"]: c["seconds"] for c in map(read_json, snakemake.input.cells)} if "cells" in inputs else {}
+    weights = read_json(snakemake.input.plan)["extractor_weights"] if "plan" in inputs else "unused"
+    w = snakemake.wildcards
+    metrics, accuracy, tasks = run_frames(records, benchmark=w.bench, seed=int(w.seed), run=w.run,
+                                          method=snakemake.params.method, search_seconds=search_seconds,
+                                          extractor_weights=weights)
+    log.info("\n%s", metrics.T.to_string())
+    write_parquet(snakemake.output.metrics, metrics, schemas.METRICS)
+    write_parquet(snakemake.output.accuracy, accuracy, schemas.ACCURACY_MATRIX)
+    write_parquet(snakemake.output.tasks, tasks, schemas.TASKS)
