@@ -40,7 +40,10 @@ include: "workflow/rules/learning.smk"
 include: "workflow/rules/report.smk"
 
 
-localrules: all_tables, all_relatedness, all_plans
+# Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode
+# job downloads, which compute nodes often cannot.  Only extract_features,
+# search_cell and learn_task are submitted.
+localrules: all_tables, all_relatedness, all_plans, decode_dataset, prepare_stream, prototypes, distances, plan, metrics, tables
 
 
 rule all_relatedness:

@@ -10,7 +10,7 @@ from par.config import ConfigError, check_run, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source
 from par.extractor import ExtractorWeightsUnavailable, check_weights
 from par.io import read_json
-from par.learners import get_method
+from par.learners import STRATEGIES, get_method
 from par.planning import TaskDecision
 
 RESULTS = config["results_dir"].rstrip("/")
@@ -55,16 +55,17 @@ def images_path(wildcards):
     return results(f"data/{BENCHMARKS[wildcards.bench].dataset}/images.h5")
 
 
+def task_features(wildcards):
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
 def stream_path(wildcards):
     return results(f"data/{wildcards.bench}/seed{wildcards.seed}/stream.json")
 
 
 def run_dir(wildcards):
     return results(f"runs/{wildcards.bench}/seed{wildcards.seed}/{wildcards.run}")
-
-
-def job_device():
-    return {"preference": config["device"], "slots_per_gpu": config["gpu_slots_per_device"]}
 
 
 def gpu_request(wildcards):
@@ -108,6 +109,24 @@ def learn_task_input(wildcards):
     if isinstance(a["genotype_source"], int):
         inputs["cell"] = f"{run_dir(wildcards)}/cells/task{a['genotype_source']}.json"
     return inputs
+
+
+def training_params(wildcards):
+    """The run's training settings that matter for this task's strategy."""
+    settings = dict(RUNS[wildcards.run]["training"])
+    if not STRATEGIES[assignment(wildcards)["strategy"]].early_stopping:
+        settings.pop("patience")
+    return settings
+
+
+def strategy_params(wildcards):
+    """Fresh-body spec and LwF settings, only where the strategy uses them."""
+    a = assignment(wildcards)
+    strategy = a["strategy"]
+    return {
+        "body": body_spec(wildcards) if STRATEGIES[strategy].fresh_body or a["predecessor"] is None else None,
+        "lwf": RUNS[wildcards.run]["lwf"] if strategy == "regularize" else None,
+    }
 
 
 def body_spec(wildcards):

@@ -12,6 +12,8 @@ rule decode_dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/decode_dataset.py"
 
@@ -29,5 +31,7 @@ rule prepare_stream:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/prepare_stream.py"

@@ -1,7 +1,4 @@
 """The plan (checkpoint), cell searches and one learn-task job per (run, task)."""
-from par.learners import STRATEGIES
-
-
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
@@ -16,6 +13,8 @@ checkpoint plan:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/plan.py"
 
@@ -38,26 +37,10 @@ rule search_cell:
         results("logs/search_cell/{bench}/seed{seed}/{run}/task{task}.log"),
     benchmark:
         results("benchmarks/search_cell/{bench}/seed{seed}/{run}/task{task}.tsv")
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/search_cell.py"
-
-
-def training_params(wildcards):
-    """The run's training settings that matter for this task's strategy."""
-    settings = dict(RUNS[wildcards.run]["training"])
-    if not STRATEGIES[assignment(wildcards)["strategy"]].early_stopping:
-        settings.pop("patience")
-    return settings
-
-
-def strategy_params(wildcards):
-    """Fresh-body spec and LwF settings, only where the strategy uses them."""
-    a = assignment(wildcards)
-    strategy = a["strategy"]
-    return {
-        "body": body_spec(wildcards) if STRATEGIES[strategy].fresh_body or a["predecessor"] is None else None,
-        "lwf": RUNS[wildcards.run]["lwf"] if strategy == "regularize" else None,
-    }
 
 
 rule learn_task:
@@ -80,5 +63,7 @@ rule learn_task:
         results("logs/learn_task/{bench}/seed{seed}/{run}/task{task}.log"),
     benchmark:
         results("benchmarks/learn_task/{bench}/seed{seed}/{run}/task{task}.tsv")
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/learn_task.py"

@@ -1,11 +1,6 @@
 """Frozen-extractor features, class prototypes and the Nearest-Prototype KL matrix."""
 
 
-def task_features(wildcards):
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
-
-
 rule extract_features:
     """ResNet18 features (n, 512) of one task's distance split (SPEC §1)."""
     input:
@@ -26,6 +21,8 @@ rule extract_features:
         results("logs/extract_features/{bench}/seed{seed}/task{task}.log"),
     benchmark:
         results("benchmarks/extract_features/{bench}/seed{seed}/task{task}.tsv")
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/extract_features.py"
 
@@ -41,6 +38,8 @@ rule prototypes:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/prototypes.py"
 
@@ -62,5 +61,7 @@ rule distances:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/distances.py"

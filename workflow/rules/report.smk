@@ -16,6 +16,8 @@ rule metrics:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/metrics.py"
 
@@ -35,5 +37,7 @@ rule tables:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/par.yaml"
     script:
         "../scripts/tables.py"

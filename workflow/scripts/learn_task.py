@@ -1,6 +1,4 @@
 """Rule learn_task: learn one task from its predecessor's state, test the new state."""
-import dataclasses
-
 import torch
 
 from par.benchmarks import Stream
@@ -23,8 +21,7 @@ with job_log(snakemake.log[0]) as log:
     if body is not None and body["kind"] == "expert":
         cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
         body = {**body, "genotype": genotype_json(assignment["genotype_source"], cell)}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train_config = TrainConfig(**{k: v for k, v in snakemake.params.training.items() if k in fields})
+    train_config = TrainConfig(**snakemake.params.training)
     options = {"regularize": {"lwf_lambda": strategy["lwf"]["lambda"],
                               "lwf_temperature": strategy["lwf"]["temperature"]}} if strategy["lwf"] else {}
     images = load_images(snakemake.input.images)
