@@ -166,15 +166,16 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
         ops = {kind: dists[kind].sample(generator) for kind in CELL_TYPES}
         normal, reduce = ops["normal"].tolist(), ops["reduce"].tolist()
         net.train()
-        total_loss, total = 0.0, 0
+        total_loss, total = torch.zeros((), device=device), 0
         for x, y in fit_batches:
             loss = F.cross_entropy(net(x, normal, reduce), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
             optimizer.step()
-            total_loss += loss.item() * len(y)
+            total_loss += loss.detach() * len(y)
             total += len(y)
+        total_loss = total_loss.item()
         scheduler.step()
         accuracy = evaluate(_Sampled(net, normal, reduce), 0, val_batches)
         for kind in CELL_TYPES:

@@ -142,11 +142,11 @@ def evaluate(model: nn.Module, task: int, batches: Batches) -> float:
     """Top-1 accuracy (fraction in [0, 1]) of head ``task`` over ``batches``, eval mode."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=batches.images.device)
     for x, y in batches:
-        correct += (model(x, task).argmax(1) == y).sum().item()
+        correct += (model(x, task).argmax(1) == y).sum()
     model.train(was_training)
-    return correct / max(1, len(batches))
+    return correct.item() / max(1, len(batches))
 
 
 @dataclass
@@ -178,21 +178,24 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     for epoch in range(config.epochs):
         start = time.perf_counter()
         hooks.set_mode(model, task)
-        total_loss, total_correct, total = 0.0, 0, 0
+        # Running sums stay on the device: no host synchronisation per batch.
+        total_loss = torch.zeros((), device=train.images.device)
+        total_correct = torch.zeros((), dtype=torch.long, device=train.images.device)
+        total = 0
         for x, y in train:
             loss, logits = hooks.loss(model, task, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
-            total_loss += loss.item() * len(y)
-            total_correct += (logits.argmax(1) == y).sum().item()
+            total_loss += loss.detach() * len(y)
+            total_correct += (logits.argmax(1) == y).sum()
             total += len(y)
         scheduler.step()
         val_acc = evaluate(model, task, val)
         seconds = time.perf_counter() - start
-        history.append({"epoch": epoch, "train_loss": total_loss / max(1, total),
-                        "train_accuracy": total_correct / max(1, total), "val_accuracy": val_acc,
+        history.append({"epoch": epoch, "train_loss": total_loss.item() / max(1, total),
+                        "train_accuracy": total_correct.item() / max(1, total), "val_accuracy": val_acc,
                         "seconds": seconds})
         improved = val_acc > best_acc
         if improved:

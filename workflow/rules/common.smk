@@ -155,21 +155,24 @@ TABLES = [results(f"tables/{name}") for name in
 # ---- stop before any job when data or weights cannot be had ------------------------------
 
 def check_inputs_available():
-    """Raise a WorkflowError naming what to place where when a dataset or the
-    extractor weights are missing and cannot be downloaded."""
+    """Raise one WorkflowError naming everything missing (datasets, extractor
+    weights) that cannot be downloaded, and what to place where."""
+    problems = []
     for dataset in sorted({BENCHMARKS[b].dataset for b in BENCHMARK_NAMES}):
         if not Path(results(f"data/{dataset}/images.h5")).exists():
             try:
                 locate_source(dataset, config["data_root"])
             except DatasetUnavailable as err:
-                raise WorkflowError(str(err))
+                problems.append(str(err))
     features = [results(f"features/{b}/seed{s}/task{t}.h5")
                 for b in BENCHMARK_NAMES for s in SEEDS for t in range(1, n_tasks(b) + 1)]
     if PLAN_RUNS and not all(Path(f).exists() for f in features):
         try:
             check_weights(config["extractor"]["weights"])
         except ExtractorWeightsUnavailable as err:
-            raise WorkflowError(str(err))
+            problems.append(str(err))
+    if problems:
+        raise WorkflowError("Nothing was run:\n\n" + "\n\n".join(problems))
 
 
 onstart:
