@@ -169,7 +169,35 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
-class Expert(nn.Module):
+class _CellStack(nn.Module):
+    """Stem (conv3×3 → ``stem_multiplier``·C channels + BN), then ``n_layers`` cells
+    built by ``make_cell(c_prev_prev, c_prev, channels, reduction, reduction_prev)``
+    with reductions at L//3 and 2L//3 (channels not doubled), then global pooling."""
+
+    def __init__(self, make_cell, channels: int, n_layers: int, stem_multiplier: int, in_channels: int):
+        super().__init__()
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
+        self.cells = nn.ModuleList()
+        for i in range(n_layers):
+            reduction = i in reduction_layers(n_layers)
+            cell = make_cell(c_prev_prev, c_prev, channels, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, cell.multiplier * channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_features = c_prev
+
+    def pooled(self, x: torch.Tensor, *cell_args) -> torch.Tensor:
+        """(n, in_channels, H, W) → (n, out_features)."""
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, *cell_args)
+        return self.pool(s1).flatten(1)
+
+
+class Expert(_CellStack):
     """A task group's expert: stem, ``n_layers`` cells of ``genotype``, global pool.
 
     ``forward``: (n, in_channels, H, W) → (n, out_features) with out_features = 4·channels.
@@ -178,25 +206,10 @@ class Expert(nn.Module):
 
     def __init__(self, genotype: Genotype, channels: int = 64, n_layers: int = 4,
                  stem_multiplier: int = 3, in_channels: int = 3):
-        super().__init__()
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
-        self.cells = nn.ModuleList()
-        for i in range(n_layers):
-            reduction = i in reduction_layers(n_layers)
-            cell = Cell(genotype, c_prev_prev, c_prev, channels, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, cell.multiplier * channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_features = c_prev
+        super().__init__(lambda *args: Cell(genotype, *args), channels, n_layers, stem_multiplier, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.pool(s1).flatten(1)
+        return self.pooled(x)
 
 
 class MixedOp(nn.Module):
@@ -226,6 +239,7 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             MixedOp(channels, 2 if reduction and j < 2 else 1) for i in range(STEPS) for j in range(2 + i)
         )
+        self.multiplier = STEPS
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, ops: list[int]) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -237,7 +251,7 @@ class SearchCell(nn.Module):
         return torch.cat(states[-STEPS:], dim=1)
 
 
-class SuperNet(nn.Module):
+class SuperNet(_CellStack):
     """The one-shot network of the MDL search: ``forward(x, normal_ops, reduce_ops)``
     with one operation index (into :data:`PRIMITIVES`) per edge for each cell type.
 
@@ -247,18 +261,8 @@ class SuperNet(nn.Module):
 
     def __init__(self, n_classes: int, channels: int = 64, n_layers: int = 4,
                  stem_multiplier: int = 1, in_channels: int = 3):
-        super().__init__()
-        c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
-        self.cells = nn.ModuleList()
-        for i in range(n_layers):
-            reduction = i in reduction_layers(n_layers)
-            self.cells.append(SearchCell(c_prev_prev, c_prev, channels, reduction, reduction_prev))
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, STEPS * channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, n_classes)
+        super().__init__(SearchCell, channels, n_layers, stem_multiplier, in_channels)
+        self.classifier = nn.Linear(self.out_features, n_classes)
 
     def forward(self, x: torch.Tensor, normal_ops: list[int], reduce_ops: list[int]) -> torch.Tensor:
         s0 = s1 = self.stem(x)

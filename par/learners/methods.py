@@ -15,27 +15,18 @@ An *assignment* is the JSON-able dict a learn-task job receives as params:
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
+from par.learners.registry import Registry
 from par.planning import TaskDecision
 
-METHODS: dict[str, type["Method"]] = {}
-
-
-def register_method(name: str) -> Callable[[type], type]:
-    """Class decorator: make a method available under ``name`` (Mammoth-style registry)."""
-    def add(cls: type) -> type:
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-    return add
+METHODS = Registry("method")
+register_method = METHODS.register
 
 
 def get_method(name: str) -> "Method":
     """The method registered as ``name``; KeyError lists the choices."""
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
-    return METHODS[name]()
+    return METHODS.create(name)
 
 
 class Method:

@@ -8,31 +8,22 @@ cross-entropy plus a distillation term", not a copy of the loop.
 from __future__ import annotations
 
 import copy
-from typing import Callable, ClassVar, Iterable
+from typing import ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from par.learners.registry import Registry
 from par.models import MultiHeadModel
 
-STRATEGIES: dict[str, type["Strategy"]] = {}
-
-
-def register_strategy(name: str) -> Callable[[type], type]:
-    """Class decorator: make a strategy available under ``name``."""
-    def add(cls: type) -> type:
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
-    return add
+STRATEGIES = Registry("strategy")
+register_strategy = STRATEGIES.register
 
 
 def get_strategy(name: str, **options) -> "Strategy":
     """An instance of the strategy registered as ``name``; KeyError names the choices."""
-    if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; registered: {sorted(STRATEGIES)}")
-    return STRATEGIES[name](**options)
+    return STRATEGIES.create(name, **options)
 
 
 class Strategy:
