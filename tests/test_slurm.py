@@ -1,0 +1,181 @@
+"""The SLURM profile (workflow/profiles/slurm) against a real single-node SLURM
+cluster started on this machine (tests/slurm/local_cluster.py).
+
+The tiny workflow with one run, ``independent`` (its five learn_task jobs do
+not depend on each other, so two can hold the two fake GPUs at once), runs
+through ``--profile workflow/profiles/slurm``.  On the command line only what a
+user adapts to their cluster: the profile's default-resources with the
+partition replaced, a 5 s first status check instead of 40 s so the test does
+not idle, and, for inspection, --slurm-keep-successful-logs and --verbose
+(which logs each sbatch call).  ``device: auto`` makes the GPU rules request
+``gpu=1``; the node's GPUs are fake, so torch falls back to the CPU, but Slurm
+allocates one GPU to each such job and sets CUDA_VISIBLE_DEVICES, which the
+cluster's task prolog writes into the job's SLURM log.
+
+Needs root and ``apt-get install -y slurm-wlm munge``; with ``slurmdbd
+mariadb-server`` as well, the cluster keeps accounts and the executor's default
+status command, sacct, is used, else ``--slurm-status-command squeue``.
+PAR_SLURM_ACCOUNTING=0 forces the squeue variant.  Skipped where the cluster
+cannot start (see local_cluster.cannot_start).  About 1.5 minutes, 4 s of it
+for the cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from slurm.local_cluster import PROLOG_TAG, LocalSlurm, cannot_start
+from test_workflow import REPO, config_for, scheduled_jobs, snakemake
+
+CANNOT_START = cannot_start()
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(CANNOT_START is not None, reason=str(CANNOT_START))]
+
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+GPU_RULES = {"learn_task", "extract_features", "search_cell"}
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+REMOTE_JOB = re.compile(r"^rule (\w+):$")  # "localrule x:" runs on the submitting machine
+
+
+def _accounting() -> bool | None:
+    flag = os.environ.get("PAR_SLURM_ACCOUNTING")
+    return None if flag is None else flag not in ("0", "false", "no", "")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cifar10_slice, tmp_path_factory):
+    """Start the cluster, run all_tables through the profile, collect what the
+    cluster recorded, then stop the cluster (also when anything failed)."""
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster"), partition="debug", cpus=2, gpus=2,
+                         accounting=_accounting())
+    workdir = tmp_path_factory.mktemp("slurm_workflow")
+    config = config_for(cifar10_slice)
+    config["device"] = "auto"
+    config["runs"] = {"independent": {"method": "independent"}}
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
+    args = ["--profile", str(PROFILE),
+            "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
+            "--slurm-init-seconds-before-status-checks", "5",
+            "--slurm-keep-successful-logs", "--verbose"]
+    try:
+        started = time.monotonic()
+        cluster.start()
+        start_seconds = time.monotonic() - started
+        if not cluster.accounting:
+            args += ["--slurm-status-command", "squeue"]
+        started = time.monotonic()
+        result = snakemake(workdir, config, *args, "all_tables", env=cluster.env, timeout=900)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
+        run = SimpleNamespace(workdir=workdir, config=config, output=output, cluster=cluster,
+                              start_seconds=start_seconds, run_seconds=time.monotonic() - started,
+                              jobs={j["JobID"]: j for j in cluster.jobs()})
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root / "db", ignore_errors=True)  # 100 MB of MariaDB files; logs stay
+    print(f"\ncluster up in {run.start_seconds:.1f} s, workflow via SLURM in {run.run_seconds:.1f} s "
+          f"(accounting: {cluster.accounting})")
+    return run
+
+
+def submitted(run) -> dict[str, Path]:
+    """SLURM job id -> its log file, for every job Snakemake submitted."""
+    return {job_id: run.workdir / log for job_id, log in SUBMITTED.findall(run.output)}
+
+
+def sbatch_calls(run) -> dict[str, str]:
+    """SLURM job id -> the sbatch command line Snakemake logged (--verbose) for it."""
+    calls = [line for line in run.output.splitlines() if line.startswith("sbatch call: ")]
+    out = {}
+    for job_id in submitted(run):
+        comment = run.jobs[job_id]["Comment"]
+        matching = [c for c in calls if f"--comment {comment} " in c]
+        assert len(matching) == 1, f"{len(matching)} sbatch calls for job {job_id} ({comment})"
+        out[job_id] = matching[0]
+    return out
+
+
+def rule_of(job: dict) -> str:
+    """The rule of a SLURM job, from the comment the executor gives it."""
+    match = re.match(r"rule_(\w+?)(?:_wildcards_|$)", job["Comment"])
+    assert match, f"job {job['JobID']} has no rule comment: {job}"
+    return match.group(1)
+
+
+def test_every_remote_job_ran_as_a_slurm_job(slurm_run):
+    ran = scheduled_jobs(slurm_run.output)
+    assert {("learn_task", "independent", t) for t in range(1, 6)} <= ran
+    remote = [m.group(1) for line in slurm_run.output.splitlines() if (m := REMOTE_JOB.match(line.strip()))]
+    jobs = submitted(slurm_run)
+    assert len(jobs) == len(remote) and remote.count("learn_task") == 5
+    assert set(jobs) <= set(slurm_run.jobs), "Snakemake reported job ids the cluster never saw"
+    for job_id in jobs:
+        job = slurm_run.jobs[job_id]
+        assert job["State"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+    assert sorted(rule_of(slurm_run.jobs[j]) for j in jobs) == sorted(remote)
+
+
+def test_profile_resources_reach_sbatch(slurm_run):
+    calls = sbatch_calls(slurm_run)
+    learn = [c for c in calls.values() if "--comment rule_learn_task_" in c]
+    assert len(learn) == 5
+    for call in learn:
+        assert "-p debug" in call                 # the partition, from default-resources
+        assert "-t 600" in call                   # the profile's set-resources
+        assert "--mem 8000" in call               # the rule's own request
+
+
+def test_gpu_rules_get_one_gpu_and_the_others_none(slurm_run):
+    calls = sbatch_calls(slurm_run)
+    visible = {}
+    for job_id, log in submitted(slurm_run).items():
+        job = slurm_run.jobs[job_id]
+        prolog = re.findall(rf"{PROLOG_TAG} job={job_id} step=\S+ CUDA_VISIBLE_DEVICES=(\S+)", log.read_text())
+        assert prolog, f"no task prolog line in {log}"
+        if rule_of(job) in GPU_RULES:
+            assert "--gpus=1" in calls[job_id]
+            assert "gres/gpu=1" in job["AllocTRES"], job
+            # the batch step and the srun step inside it see the same one GPU
+            assert len(set(prolog)) == 1 and prolog[0] in {"0", "1"}, f"job {job_id}: {prolog}"
+            visible[job_id] = prolog[0]
+        else:
+            assert "--gpus" not in calls[job_id]
+            assert "gres/gpu" not in job["AllocTRES"], job
+            assert set(prolog) == {"unset"}, f"job {job_id} saw CUDA_VISIBLE_DEVICES={prolog}"
+    # five learn_task jobs, two fake GPUs: the first two ran at once, one on each
+    assert set(visible.values()) == {"0", "1"}
+    records = slurm_run.workdir.glob("results/runs/cifar10-5/seed0/independent/states/task*.json")
+    devices = {json.loads(r.read_text())["device"].split()[0] for r in records}
+    # Slurm's GPU indices 0 and 1 name real GPUs where there are any: a job computes on its
+    # one visible GPU (cuda:0) if that exists, else device auto falls back to the CPU
+    real = torch.cuda.device_count()
+    assert devices == ({"cpu"} if real == 0 else {"cuda:0"} if real >= 2 else {"cpu", "cuda:0"})
+
+
+def test_tables_are_produced_through_slurm(slurm_run):
+    res = slurm_run.workdir / "results"
+    summary = pd.read_parquet(res / "tables/summary.parquet")
+    assert list(summary.run) == ["independent"]
+    assert summary.AP.between(0, 1).all() and (summary.AF == 0.0).all()
+    assert "| cifar10-5" in (res / "tables/aggregate.md").read_text()
+    assert (res / "tables/ap_vs_parameters.png").stat().st_size > 1000
+    matrix = pd.read_parquet(res / "runs/cifar10-5/seed0/independent/accuracy_matrix.parquet")
+    # independent experts: each task measured only after its own learning
+    assert len(matrix) == 15 and matrix.measured.sum() == 5
+
+
+def test_cluster_is_gone_afterwards(slurm_run):
+    cluster = slurm_run.cluster
+    assert cluster.processes and not any(cluster.alive().values())
+    assert cluster.killed_leftovers == [], "processes outlived the daemons and had to be killed"
+    assert cluster.leftover_pids() == []
