@@ -8,9 +8,12 @@ indices of its train / validation / test images in the decoded dataset
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # Normalisation constants, from the authors' loaders (src/dataloaders/cifar10.py)
 # and SPEC §8 for CIFAR-100.

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import torchvision.datasets as tvd
 
-from par.io import atomic_path
+from par.io import atomic_path, read_hdf5
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,9 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
 
 
 def load_images(path: str | Path) -> ImageArrays:
-    """Read an ``images.h5`` written by :func:`save_images`."""
-    with h5py.File(path, "r") as f:
+    """Read an ``images.h5`` written by :func:`save_images`; raises
+    :class:`par.io.CorruptFileError` naming the file when it is unreadable."""
+    with read_hdf5(path) as f:
         return ImageArrays(
             train_images=f["train/images"][...],
             train_labels=f["train/labels"][...],
@@ -245,5 +246,5 @@ def load_images(path: str | Path) -> ImageArrays:
 
 def load_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Only the labels and class names of an ``images.h5``: (train (n,), test (m,), names)."""
-    with h5py.File(path, "r") as f:
+    with read_hdf5(path) as f:
         return f["train/labels"][...], f["test/labels"][...], json.loads(f.attrs["class_names"])

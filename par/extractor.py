@@ -27,7 +27,7 @@ import torchvision
 from torch import nn
 
 from par.datasets import url_reachable
-from par.io import atomic_path
+from par.io import atomic_path, read_hdf5
 from par.training import normalize
 
 FEATURE_DIM = 512
@@ -155,7 +155,8 @@ def save_features(path: str | Path, tf: TaskFeatures) -> None:
 
 
 def load_features(path: str | Path) -> TaskFeatures:
-    """Read a file written by :func:`save_features`."""
-    with h5py.File(path, "r") as f:
+    """Read a file written by :func:`save_features`; raises
+    :class:`par.io.CorruptFileError` naming the file when it is unreadable."""
+    with read_hdf5(path) as f:
         return TaskFeatures(int(f.attrs["task"]), f["features"][...], f["labels"][...], f["sample_ids"][...],
                             json.loads(f.attrs["classes"]), str(f.attrs["split"]), str(f.attrs["weights"]))

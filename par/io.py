@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import h5py
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,6 +60,26 @@ def read_json(path: str | os.PathLike) -> Any:
             f"{path} is not valid JSON ({err}); it was probably written by an older, "
             "interrupted run. Delete it and re-run the workflow."
         ) from err
+
+
+@contextlib.contextmanager
+def read_hdf5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open an HDF5 file of the pipeline for reading.
+
+    Raises :class:`CorruptFileError` naming ``path`` when the file cannot be
+    opened (truncated, not HDF5) or lacks a dataset or attribute that the
+    block reads (``KeyError``): a file of another stage or of an older version.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise CorruptFileError(f"{path} is not a readable HDF5 file ({err}); delete it and re-run.") from err
+    try:
+        with f:
+            yield f
+    except KeyError as err:
+        raise CorruptFileError(f"{path} lacks {err}; it was not written by this stage of the pipeline. "
+                               "Delete it and re-run.") from err
 
 
 def write_parquet(path: str | os.PathLike, frame: pd.DataFrame,

@@ -9,7 +9,10 @@ class prototypes are needed:
 """
 from __future__ import annotations
 
+import h5py
 import numpy as np
+
+from par.io import atomic_path, read_hdf5
 
 # Added to ρ and ν before the log so that a sample lying exactly on a prototype
 # (ρ = 0, e.g. a class with a single sample) gives a large finite value, never inf/NaN.
@@ -89,10 +92,6 @@ def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], protot
 def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str) -> None:
     """Write per-task prototypes to HDF5: group ``task{t}`` with ``classes`` (k,)
     dataset class ids and ``prototypes`` (k, d) float64; attribute ``weights``."""
-    import h5py
-
-    from par.io import atomic_path
-
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for task, (classes, protos) in prototypes.items():
             group = f.create_group(f"task{task}")
@@ -102,8 +101,8 @@ def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], w
 
 
 def load_prototypes(path) -> dict[int, np.ndarray]:
-    """Per task number, its (k, d) prototypes, from :func:`save_prototypes`."""
-    import h5py
+    """Per task number, its (k, d) prototypes, from :func:`save_prototypes`.
 
-    with h5py.File(path, "r") as f:
+    Raises :class:`par.io.CorruptFileError` naming the file when it is unreadable."""
+    with read_hdf5(path) as f:
         return {int(name[len("task"):]): f[name]["prototypes"][...] for name in f}

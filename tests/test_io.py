@@ -39,3 +39,28 @@ def test_parquet_roundtrip_with_metadata(tmp_path):
     write_parquet(tmp_path / "t.parquet", pd.DataFrame({"a": [1, 2]}), metadata={"extractor_weights": "w"})
     assert read_parquet(tmp_path / "t.parquet").a.tolist() == [1, 2]
     assert parquet_metadata(tmp_path / "t.parquet") == {"extractor_weights": "w"}
+
+
+def test_unreadable_hdf5_files_are_named(tmp_path):
+    import h5py
+    import numpy as np
+
+    from par.datasets import load_images
+    from par.extractor import TaskFeatures, load_features, save_features
+    from par.relatedness import load_prototypes
+
+    good = tmp_path / "task1.h5"
+    save_features(good, TaskFeatures(1, np.ones((4, 512), np.float32), np.zeros(4, np.int64),
+                                     np.arange(4), [3, 5], "val", "random"))
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[:1000])     # a copy cut short
+    for load in (load_features, load_prototypes, load_images):
+        with pytest.raises(CorruptFileError, match="truncated.h5.*delete it and re-run"):
+            load(truncated)
+    # a readable HDF5 file of the wrong stage: features where images are expected
+    with pytest.raises(CorruptFileError, match="task1.h5 lacks"):
+        load_images(good)
+    with h5py.File(tmp_path / "no_attrs.h5", "w") as f:
+        f.create_dataset("features", data=np.zeros((1, 512)))
+    with pytest.raises(CorruptFileError, match="no_attrs.h5 lacks"):
+        load_features(tmp_path / "no_attrs.h5")
