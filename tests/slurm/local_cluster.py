@@ -128,6 +128,8 @@ class LocalSlurm:
         # name -> Popen of every daemon this object started, in start order
         self.processes: dict[str, subprocess.Popen] = {}
         self.killed_leftovers: list[int] = []
+        self._log_handles: list = []          # open daemon output files, closed by stop()
+        self._created_dirs: list[Path] = []   # system folders start() created, removed by stop() if empty
 
     # ---- public ------------------------------------------------------------------------
 
@@ -197,7 +199,7 @@ class LocalSlurm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        for handle in getattr(self, "_log_handles", []):
+        for handle in self._log_handles:
             handle.close()
         self._log_handles = []
         self.killed_leftovers = self._kill_leftovers()
@@ -205,7 +207,7 @@ class LocalSlurm:
             CONFIGLESS_LINK.unlink()
         if "munged" in self.processes:  # munged removes its socket; not its lock file
             Path(f"{MUNGE_SOCKET}.lock").unlink(missing_ok=True)
-        for folder in getattr(self, "_created_dirs", []):
+        for folder in self._created_dirs:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
@@ -331,8 +333,6 @@ class LocalSlurm:
     # ---- daemons -----------------------------------------------------------------------
 
     def _spawn(self, name: str, cmd: list[str], slurm_conf: bool = True) -> subprocess.Popen:
-        if not hasattr(self, "_log_handles"):
-            self._log_handles = []
         out = open(self.logs / f"{name}.out.log", "ab")
         self._log_handles.append(out)
         # Own session: a Ctrl-C meant for the test runner does not reach the daemons
