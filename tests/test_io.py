@@ -1,8 +1,13 @@
 """Atomic writes and checked reads."""
+import h5py
+import numpy as np
 import pandas as pd
 import pytest
 
+from par.datasets import load_images
+from par.extractor import TaskFeatures, load_features, save_features
 from par.io import CorruptFileError, atomic_path, read_json, read_parquet, write_json, write_parquet
+from par.relatedness import load_prototypes
 
 
 def test_failed_write_leaves_neither_file_nor_temp(tmp_path):
@@ -42,13 +47,6 @@ def test_parquet_roundtrip_with_metadata(tmp_path):
 
 
 def test_unreadable_hdf5_files_are_named(tmp_path):
-    import h5py
-    import numpy as np
-
-    from par.datasets import load_images
-    from par.extractor import TaskFeatures, load_features, save_features
-    from par.relatedness import load_prototypes
-
     good = tmp_path / "task1.h5"
     save_features(good, TaskFeatures(1, np.ones((4, 512), np.float32), np.zeros(4, np.int64),
                                      np.arange(4), [3, 5], "val", "random"))
