@@ -1,0 +1,232 @@
+"""A run killed like a crashed node (SIGKILL to Snakemake's whole process
+group) resumes with the one documented command and ends with the tables of an
+uninterrupted run, bit for bit on the CPU.
+
+One uninterrupted reference run of a reduced tiny workflow (the ``par`` run only:
+plan, cell search, five chained learn-task jobs; 2 epochs), and one run killed twice: during feature extraction
+(some feature files written, one job in flight) and, after resuming with
+``python -m par.resume``, during a learn-task job (in its first epoch, some
+states written).  About two workflow runs' time.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from par.resume import owners
+from test_workflow import REPO, config_for, snakemake
+
+pytestmark = pytest.mark.workflow
+
+RUN_PATH = "results/runs/cifar10-5/seed0"
+FEATURES = "results/features/cifar10-5/seed0"
+# Wall-clock columns and keys: the only values two runs may not share.
+TIMING = ("seconds", "hours", "time")
+
+
+def resume_config(data_root: Path) -> dict:
+    config = config_for(data_root, training={"epochs": 2})
+    config["runs"] = {"par": {"method": "par"}}
+    return config
+
+
+def workflow_args(workdir: Path) -> list[str]:
+    """The user's command line (what `snakemake()` of test_workflow passes)."""
+    return ["all_tables", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            f"--configfile={workdir / 'config.yaml'}", "--cores", "2"]
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group (as a shell starts a job)."""
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "PAR_OFFLINE": "1"})
+
+
+def incomplete_outputs(workdir: Path) -> set[str]:
+    """Outputs Snakemake marked as started but not finished (.snakemake/incomplete)."""
+    folder = workdir / ".snakemake" / "incomplete"
+    found = set()
+    for marker in folder.rglob("*") if folder.is_dir() else []:
+        if marker.is_file():
+            encoded = "".join(part.lstrip("@") for part in marker.relative_to(folder).parts)
+            found.add(base64.urlsafe_b64decode(encoded).decode())
+    return found
+
+
+def crash_when(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -> None:
+    """SIGKILL ``proc``'s whole process group as soon as ``ready()`` is true."""
+    deadline = time.time() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended before {what}:\n{proc.stdout.read()[-3000:]}")
+            assert time.time() < deadline, f"never reached {what}"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+
+
+def resume_refused_while_alive(workdir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "par.resume", *workflow_args(workdir)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PAR_OFFLINE": "1"})
+
+
+def deterministic(obj):
+    """``obj`` (parsed JSON) without wall-clock keys."""
+    if isinstance(obj, dict):
+        return {k: deterministic(v) for k, v in obj.items() if not any(t in k for t in TIMING)}
+    if isinstance(obj, list):
+        return [deterministic(v) for v in obj]
+    return obj
+
+
+def read_h5(path: Path) -> dict:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        out["attrs"] = {k: str(v) for k, v in f.attrs.items()}
+    return out
+
+
+def assert_same_file(path: Path, reference: Path) -> None:
+    """``path`` holds what ``reference`` holds, exactly, timing aside."""
+    if path.suffix == ".parquet":
+        frame, expected = pd.read_parquet(path), pd.read_parquet(reference)
+        keep = [c for c in expected.columns if not any(t in c for t in TIMING)]
+        assert list(frame.columns) == list(expected.columns), path
+        pd.testing.assert_frame_equal(frame[keep], expected[keep], check_exact=True, obj=str(path))
+    elif path.suffix == ".json":
+        assert deterministic(json.loads(path.read_text())) == deterministic(json.loads(reference.read_text())), path
+    elif path.suffix == ".h5":
+        got, expected = read_h5(path), read_h5(reference)
+        assert got.keys() == expected.keys(), path
+        for key in expected:
+            if key == "attrs":
+                assert got[key] == expected[key], path
+            else:
+                assert (got[key] == expected[key]).all() and got[key].dtype == expected[key].dtype, f"{path}: {key}"
+    elif path.suffix == ".pt":
+        got, expected = torch.load(path, weights_only=False), torch.load(reference, weights_only=False)
+        assert_same_tensors(got, expected, str(path))
+    else:
+        raise AssertionError(f"no comparison for {path}")
+
+
+def assert_same_tensors(got, expected, where: str) -> None:
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(got, expected), where
+    elif isinstance(expected, dict):
+        assert got.keys() == expected.keys(), where
+        for key in expected:
+            assert_same_tensors(got[key], expected[key], f"{where}[{key}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected), where
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same_tensors(g, e, f"{where}[{i}]")
+    else:
+        assert got == expected, where
+
+
+def compared_files(workdir: Path) -> list[Path]:
+    """Every data output of the run, relative to ``workdir`` (no logs, figures, benchmarks)."""
+    res = workdir / "results"
+    files = [*res.glob("features/**/*.h5"), *res.glob("relatedness/**/*.parquet"), *res.glob("runs/**/*.json"),
+             *res.glob("runs/**/*.pt"), *res.glob("runs/**/*.parquet"), *res.glob("tables/*.parquet")]
+    return sorted(p.relative_to(workdir) for p in files if not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def reference(cifar10_slice, tmp_path_factory):
+    """The uninterrupted run: (workdir, config)."""
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    config = resume_config(cifar10_slice)
+    result = snakemake(workdir, config, "all_tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, config
+
+
+def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_path):
+    ref_dir, config = reference
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    args = workflow_args(workdir)
+
+    # crash 1: during feature extraction, with some feature files written and a job in flight
+    def extracting():
+        done = list((workdir / FEATURES).glob("task*.h5"))
+        running = [f for f in incomplete_outputs(workdir) if f.startswith(f"{FEATURES}/task")]
+        return 1 <= len(done) and running
+    proc = start([sys.executable, "-m", "snakemake", *args])
+    crash_when(proc, extracting, "feature extraction")
+    in_flight = {f for f in incomplete_outputs(workdir) if f.startswith(FEATURES)}
+    assert in_flight and len(list((workdir / FEATURES).glob("task*.h5"))) < 5
+    assert list((workdir / ".snakemake" / "locks").glob("*.lock")), "a SIGKILL leaves Snakemake's lock"
+    trusted_after_crash(workdir, ref_dir)
+
+    # the plain command stops at the stale lock, and the message names the command that resumes
+    again = snakemake(workdir, config, "all_tables")
+    assert again.returncode != 0
+    message = again.stdout + again.stderr
+    assert "Directory cannot be locked" in message and "--unlock" in message
+    assert "no longer exists" in message and "python -m par.resume" in message
+
+    # resume, then crash 2: during a learn-task job's first epoch, with some states written
+    def learning():
+        states = list((workdir / RUN_PATH).glob("*/states/task*.json"))
+        running = [f for f in incomplete_outputs(workdir) if "/states/task" in f and f.endswith(".pt")]
+        logs = [workdir / f.replace(RUN_PATH, "results/logs/learn_task/cifar10-5/seed0").replace("/states/", "/")
+                .replace(".pt", ".log") for f in running]
+        return len(states) >= 2 and any(log.exists() and "epoch 1/2" in log.read_text() for log in logs)
+    proc = start([sys.executable, "-m", "par.resume", *args])
+    # while it runs (par.resume execs Snakemake), resuming is refused: the recorded Snakemake is alive
+    deadline = time.time() + 300
+    while not any(o.alive for o in owners(workdir)):
+        assert proc.poll() is None and time.time() < deadline, "the resumed run never started its jobs"
+        time.sleep(0.05)
+    refused = resume_refused_while_alive(workdir)
+    assert refused.returncode == 3 and "still running" in refused.stderr, refused.stderr
+    crash_when(proc, learning, "a learn-task job")
+    assert any("/states/" in f for f in incomplete_outputs(workdir))
+    trusted_after_crash(workdir, ref_dir)
+
+    # the documented command, once more, runs to the end
+    resumed = subprocess.run([sys.executable, "-m", "par.resume", *args], capture_output=True, text=True,
+                             timeout=900, env={**os.environ, "PAR_OFFLINE": "1"})
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "Removing it with snakemake --unlock" in resumed.stderr
+    assert not incomplete_outputs(workdir)
+    assert not list((workdir / ".snakemake" / "locks").glob("*.lock"))
+    assert not list((workdir / ".snakemake" / "par-owners").glob("*.json"))
+
+    files = compared_files(workdir)
+    assert files == compared_files(ref_dir)
+    assert {"results/tables/summary.parquet", f"{RUN_PATH}/par/plan.json", f"{RUN_PATH}/par/metrics.parquet",
+            f"{RUN_PATH}/par/accuracy_matrix.parquet", f"{RUN_PATH}/par/cells/task1.json"} <= {str(f) for f in files}
+    for f in files:
+        assert_same_file(workdir / f, ref_dir / f)
+    dry = snakemake(workdir, config, "all_tables", "--dry-run")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def trusted_after_crash(workdir: Path, ref_dir: Path) -> None:
+    """Every output a killed run leaves unmarked is complete and equal to the
+    uninterrupted run's; only Snakemake's incomplete markers point at others."""
+    marked = incomplete_outputs(workdir)
+    for f in compared_files(workdir):
+        if str(f) not in marked:
+            assert_same_file(workdir / f, ref_dir / f)
