@@ -25,7 +25,8 @@ record whose lock can be taken belongs to a Snakemake that is gone.  Then
     python -m par.resume all_tables --cores 2 --configfile config/demo.yaml
 
 (the arguments of the interrupted command) checks the records and, only when
-no recorded Snakemake is alive, runs ``snakemake --unlock`` with those
+no recorded Snakemake is alive, deletes the outputs Snakemake marked incomplete
+(see :func:`remove_incomplete_outputs`), runs ``snakemake --unlock`` with those
 arguments (Snakemake itself removes its lock) and then the command itself with
 ``--rerun-incomplete``.  When a recorded Snakemake is alive, or when a lock
 has no record at all, it changes nothing and says why.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import datetime
 import errno
 import fcntl
@@ -50,6 +52,7 @@ from pathlib import Path
 
 OWNERS_DIR = Path(".snakemake") / "par-owners"
 LOCKS_DIR = Path(".snakemake") / "locks"
+INCOMPLETE_DIR = Path(".snakemake") / "incomplete"
 # Set by `python -m par.resume` for the Snakemake processes it starts, so that
 # the workflow does not print its stale-lock hint while the lock is removed.
 RESUMING_ENV = "PAR_RESUMING"
@@ -161,6 +164,38 @@ def lock_files(workdir: str | os.PathLike = ".") -> list[Path]:
     return sorted(folder.glob("*.lock")) if folder.is_dir() else []
 
 
+def incomplete_outputs(workdir: str | os.PathLike = ".") -> list[str]:
+    """Outputs Snakemake marked as started and not finished (``.snakemake/incomplete/``,
+    one file per output named by the base64 of its path, long names split into
+    ``@``-prefixed folders), as Snakemake names them: relative to ``workdir``."""
+    folder = Path(workdir) / INCOMPLETE_DIR
+    found = []
+    for marker in folder.rglob("*") if folder.is_dir() else []:
+        if marker.is_file():
+            encoded = "".join(part.lstrip("@") for part in marker.relative_to(folder).parts)
+            found.append(base64.urlsafe_b64decode(encoded).decode())
+    return sorted(found)
+
+
+def remove_incomplete_outputs(workdir: str | os.PathLike = ".") -> list[str]:
+    """Delete every existing output that Snakemake marked incomplete; return their names.
+
+    Snakemake re-makes marked outputs with ``--rerun-incomplete`` only for jobs
+    known when it builds its DAG; for jobs behind a checkpoint (here ``plan``:
+    the PAR run's cell searches and learn-task jobs, its metrics) Snakemake
+    9.27 does not look at the markers and keeps the files.  A deleted output is
+    simply missing, so its job runs again, and Snakemake clears the markers when
+    it finishes.  Call only when no Snakemake is running in ``workdir``.
+    """
+    removed = []
+    for name in incomplete_outputs(workdir):
+        path = Path(workdir) / name
+        if path.is_file():
+            path.unlink()
+            removed.append(name)
+    return removed
+
+
 def stale_lock_hint(workdir: str | os.PathLike = ".", argv: list[str] | None = None) -> str | None:
     """A message for the user when ``workdir`` holds a lock whose owner is gone.
 
@@ -216,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     env = {**os.environ, RESUMING_ENV: "1"}
     snakemake = [sys.executable, "-m", "snakemake"]
+    removed = remove_incomplete_outputs(workdir)
+    if removed:
+        print("Removed outputs of jobs that were running when Snakemake died (they will be made again):\n"
+              + "\n".join(f"  {name}" for name in removed), file=sys.stderr)
     if locks:
         print(f"Stale lock: {len(recorded)} recorded Snakemake(s) no longer running:\n"
               + "\n".join(f"  {o.describe()}" for o in recorded) + "\nRemoving it with snakemake --unlock.",

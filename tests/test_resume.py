@@ -10,7 +10,6 @@ states written).  About two workflow runs' time.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -25,10 +24,8 @@ import pytest
 import torch
 import yaml
 
-from par.resume import owners
+from par.resume import incomplete_outputs, owners, remove_incomplete_outputs, stale_lock_hint
 from test_workflow import REPO, config_for, snakemake
-
-pytestmark = pytest.mark.workflow
 
 RUN_PATH = "results/runs/cifar10-5/seed0"
 FEATURES = "results/features/cifar10-5/seed0"
@@ -52,17 +49,6 @@ def start(cmd: list[str]) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (as a shell starts a job)."""
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "PAR_OFFLINE": "1"})
-
-
-def incomplete_outputs(workdir: Path) -> set[str]:
-    """Outputs Snakemake marked as started but not finished (.snakemake/incomplete)."""
-    folder = workdir / ".snakemake" / "incomplete"
-    found = set()
-    for marker in folder.rglob("*") if folder.is_dir() else []:
-        if marker.is_file():
-            encoded = "".join(part.lstrip("@") for part in marker.relative_to(folder).parts)
-            found.add(base64.urlsafe_b64decode(encoded).decode())
-    return found
 
 
 def crash_when(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -> None:
@@ -159,6 +145,7 @@ def reference(cifar10_slice, tmp_path_factory):
     return workdir, config
 
 
+@pytest.mark.workflow
 def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_path):
     ref_dir, config = reference
     workdir = tmp_path / "work"
@@ -188,7 +175,8 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_pat
     # resume, then crash 2: during a learn-task job's first epoch, with some states written
     def learning():
         states = list((workdir / RUN_PATH).glob("*/states/task*.json"))
-        running = [f for f in incomplete_outputs(workdir) if "/states/task" in f and f.endswith(".pt")]
+        running = [f for f in incomplete_outputs(workdir) if "/states/task" in f and f.endswith(".pt")
+                   and not (workdir / f.replace(".pt", ".json")).exists()]
         logs = [workdir / f.replace(RUN_PATH, "results/logs/learn_task/cifar10-5/seed0").replace("/states/", "/")
                 .replace(".pt", ".log") for f in running]
         return len(states) >= 2 and any(log.exists() and "epoch 1/2" in log.read_text() for log in logs)
@@ -230,3 +218,87 @@ def trusted_after_crash(workdir: Path, ref_dir: Path) -> None:
     for f in compared_files(workdir):
         if str(f) not in marked:
             assert_same_file(workdir / f, ref_dir / f)
+
+
+# ---- par.resume alone: a stand-in owner process, no workflow ----------------------------
+
+OWNER = ("import sys, time; from par.resume import record_owner; "
+         "record_owner(sys.argv[1], ['snakemake', 'all_tables']); print('recorded', flush=True); "
+         "time.sleep(float(sys.argv[2]))")
+
+
+def start_owner(workdir: Path, seconds: float) -> subprocess.Popen:
+    """A process that records itself as the Snakemake of ``workdir``, as onstart does."""
+    proc = subprocess.Popen([sys.executable, "-c", OWNER, str(workdir), str(seconds)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "recorded"
+    return proc
+
+
+def lock(workdir: Path) -> Path:
+    """A lock as Snakemake writes it."""
+    path = workdir / ".snakemake" / "locks" / "0.output.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("results/tables/summary.parquet\n")
+    return path
+
+
+def par_resume(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PAR_RESUMING"}
+    return subprocess.run([sys.executable, "-m", "par.resume", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_a_live_snakemake_is_told_from_a_killed_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("PAR_RESUMING", raising=False)
+    proc = start_owner(tmp_path, 120)
+    try:
+        [owner] = owners(tmp_path)
+        assert owner.alive and owner.pid == proc.pid and owner.command == "snakemake all_tables"
+        lock_file = lock(tmp_path)
+        assert stale_lock_hint(tmp_path) is None
+        refused = par_resume("all_tables", "--directory", str(tmp_path), "--cores", "1")
+        assert refused.returncode == 3 and "still running" in refused.stderr and f"pid {proc.pid}" in refused.stderr
+        assert lock_file.exists() and owner.path.exists()
+    finally:
+        proc.kill()  # SIGKILL: no atexit, the record stays, the kernel drops its flock
+        proc.wait()
+    [owner] = owners(tmp_path)
+    assert not owner.alive and owner.pid == proc.pid
+    hint = stale_lock_hint(tmp_path, ["snakemake", "all_tables", "--cores", "2"])
+    assert f"pid {proc.pid}" in hint and "python -m par.resume all_tables --cores 2" in hint
+
+
+def test_an_owner_that_exits_normally_removes_its_record(tmp_path):
+    start_owner(tmp_path, 0).wait()
+    assert owners(tmp_path) == [] and not list((tmp_path / ".snakemake" / "par-owners").iterdir())
+
+
+def test_a_lock_without_an_owner_record_is_left_to_the_user(tmp_path):
+    lock_file = lock(tmp_path)
+    assert stale_lock_hint(tmp_path) is None
+    refused = par_resume("all_tables", f"--directory={tmp_path}")
+    assert refused.returncode == 3 and lock_file.exists()
+    assert f"snakemake --unlock all_tables --directory={tmp_path}" in refused.stderr
+
+
+def test_only_outputs_marked_incomplete_are_removed(tmp_path):
+    """Snakemake's markers: the base64 of the output's path, long names split
+    into @-prefixed folders; a marked output is deleted, nothing else is."""
+    import base64
+
+    marked = ["results/runs/b/seed0/par/states/task2.pt", "results/missing.h5", "results/" + "/".join(["x" * 100] * 3) + ".json"]
+    kept = tmp_path / "results/runs/b/seed0/par/states/task1.pt"
+    for name in [*marked, str(kept.relative_to(tmp_path))]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name != "results/missing.h5":
+            (tmp_path / name).write_bytes(b"complete")
+    for name in marked:
+        encoded = base64.urlsafe_b64encode(name.encode()).decode()
+        parts = [encoded[i:i + 254] for i in range(0, len(encoded), 254)]
+        marker = tmp_path.joinpath(".snakemake", "incomplete", *["@" + p for p in parts[:-1]], parts[-1])
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text('{"external_jobid": null}')
+    assert incomplete_outputs(tmp_path) == sorted(marked)
+    assert remove_incomplete_outputs(tmp_path) == sorted(set(marked) - {"results/missing.h5"})
+    assert kept.exists() and not any((tmp_path / name).exists() for name in marked)
