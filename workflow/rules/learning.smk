@@ -8,6 +8,7 @@ checkpoint plan:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
         planning=lambda w: RUNS[w.run]["planning"],
+        zero_is_far=config["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
     resources:
