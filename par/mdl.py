@@ -126,6 +126,7 @@ class SearchConfig:
     channels: int = 64
     n_layers: int = 4
     augment: bool = True
+    factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (SPEC §4)
 
 
 @dataclass
@@ -155,7 +156,8 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers).to(device)
+        net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers,
+                       factorized_reduce_bn=config.factorized_reduce_bn).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.sample_epochs, eta_min=config.lr_min)
