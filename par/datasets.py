@@ -758,8 +758,7 @@ def _miniimagenet_info() -> DatasetInfo:
         return None
 
     def placement(root: Path) -> list[str]:
-        return [f"the pickle cache {root}/{{{','.join(MINIIMAGENET_PICKLES)}}} "
-                "(or in {root}/miniimagenet/)".replace("{root}", str(root)),
+        return [f"the pickle cache {root}/{{{','.join(MINIIMAGENET_PICKLES)}}} (or in {root / 'miniimagenet'}/)",
                 f"an image folder {root / 'miniimagenet'}/<wnid>/*.jpg (all 100 classes, 600 images each)",
                 f"a .tar.gz of that folder at {root / 'miniimagenet.tar.gz'}"]
 
