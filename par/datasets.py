@@ -902,6 +902,23 @@ def register_image_folder(name: str, path: str | Path, image_shape: tuple[int, i
     return info
 
 
+def register_image_folders(folders: Mapping[str, "str | Mapping"]) -> list[DatasetInfo]:
+    """:func:`register_image_folder` for each entry of a mapping as a config would
+    give it: ``{name: path}`` or ``{name: {"path": path, "image_shape": [H, W, C]}}``.
+    Call it wherever the registry is needed (the Snakefile and each job that
+    decodes).  Raises ValueError as :func:`register_image_folder`, or for an
+    entry without ``path``."""
+    infos = []
+    for name, entry in folders.items():
+        if isinstance(entry, Mapping):
+            if "path" not in entry:
+                raise ValueError(f"image folder {name!r} needs a 'path'")
+            infos.append(register_image_folder(name, entry["path"], entry.get("image_shape")))
+        else:
+            infos.append(register_image_folder(name, entry))
+    return infos
+
+
 DATASETS.update({
     "cifar10": _cifar_info("cifar10"),
     "cifar100": _cifar_info("cifar100"),

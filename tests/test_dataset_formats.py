@@ -476,6 +476,10 @@ def test_user_folder_errors(tmp_path, registry):
     write_tree(tmp_path / "mine" / "b", ["y"], 1, size=(12, 10))
     with pytest.raises(DatasetUnavailable, match="expected 10x10"):
         decode(locate_source("mine", tmp_path, probe_network=False), tmp_path / "scratch")
+    shapes = datasets.register_image_folders({"f1": "a/b", "f2": {"path": "/c", "image_shape": [4, 4, 1]}})
+    assert [(i.user_path, i.image_shape) for i in shapes] == [("a/b", None), ("/c", (4, 4, 1))]
+    with pytest.raises(ValueError, match="needs a 'path'"):
+        datasets.register_image_folders({"f3": {"image_shape": [4, 4, 1]}})
     with pytest.raises(KeyError, match="known: .*fceleba"):
         locate_source("nope", tmp_path)
 
