@@ -25,7 +25,8 @@ name               images      sources under ``data_root``, tried in this order
                                ``dtd-r1.0.1.tar.gz``; download
 ``miniimagenet``   84×84×3     ``mini-imagenet-cache-{train,val,test}.pkl`` (in
                                ``data_root`` or ``miniimagenet/``); image folder
-                               ``miniimagenet/<class>/*.jpg``; its ``.tar.gz``
+                               ``miniimagenet/<class>/*.jpg`` or
+                               ``miniimagenet/{train,val,test}/<class>/*.jpg``; its ``.tar.gz``
 ``fceleba``        32×32×3     LEAF's CelebA: ``celeba/data/{train,test}/*.json`` (or
                                ``celeba/small/iid/{train,test}/*.json``, CAT's copy) and
                                ``celeba/data/raw/img_align_celeba/*.jpg``
@@ -352,19 +353,44 @@ def _decode_class_folders(root: Path, shape: tuple[int, int, int] | None, resize
 
 
 def _read_tree(info: DatasetInfo, tree: Path, description: str) -> ImageArrays:
+    """Decode an image-folder tree.
+
+    * ``train/<class>/*`` and ``test/<class>/*`` (and optionally ``val/<class>/*``)
+      with the same classes: train (+ val, appended) and test splits;
+    * ``train/``, ``val/``, ``test/`` with disjoint classes (the few-shot layout
+      of MiniImageNet's class split): all images in the train split;
+    * ``<class>/*`` only: all images in the train split.
+
+    Classes are sorted folder names; with an empty test split the test arrays
+    are ``(0, H, W, C)``.
+    """
     tree = _find_tree(tree)
-    resize = info.resize_folder_images
-    if _is_split_tree(tree):
-        train_images, train_labels, classes = _decode_class_folders(tree / "train", info.image_shape, resize)
-        test_images, test_labels, test_classes = _decode_class_folders(
-            tree / "test", info.image_shape or train_images.shape[1:], resize)
-        if classes != test_classes:
-            raise DatasetUnavailable(f"train/ and test/ of {tree} have different class folders.")
-    else:
-        train_images, train_labels, classes = _decode_class_folders(tree, info.image_shape, resize)
-        test_images = np.empty((0,) + train_images.shape[1:], dtype=np.uint8)
-        test_labels = np.empty(0, dtype=np.int64)
-    return ImageArrays(train_images, train_labels, test_images, test_labels, classes, description)
+    resize, shape = info.resize_folder_images, info.image_shape
+    if not _is_split_tree(tree):
+        images, labels, classes = _decode_class_folders(tree, shape, resize)
+        return ImageArrays(images, labels, np.empty((0,) + images.shape[1:], np.uint8), np.empty(0, np.int64),
+                           classes, description)
+    parts = {}
+    for part in ("train", "val", "test"):
+        if (tree / part).is_dir():
+            parts[part] = _decode_class_folders(tree / part, shape, resize)
+            shape = shape or parts[part][0].shape[1:]
+    class_sets = [set(classes) for _, _, classes in parts.values()]
+    if all(c == class_sets[0] for c in class_sets):
+        train = [parts[p] for p in ("train", "val") if p in parts]
+        return ImageArrays(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]),
+                           parts["test"][0], parts["test"][1], parts["train"][2], description)
+    if sum(map(len, class_sets)) != len(set().union(*class_sets)):
+        raise DatasetUnavailable(f"{', '.join(parts)} of {tree} share some class folders but not all: "
+                                 "expected the same classes (a train/test split) or disjoint ones (a class split).")
+    classes = sorted(set().union(*class_sets))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.concatenate([np.array([index[c] for c in names], np.int64)[local]
+                             for _, local, names in parts.values()])
+    order = np.argsort(labels, kind="stable")
+    images = np.concatenate([images for images, _, _ in parts.values()])[order]
+    return ImageArrays(images, labels[order], np.empty((0,) + images.shape[1:], np.uint8), np.empty(0, np.int64),
+                       classes, description)
 
 
 def _extracted(archive: Path, scratch_dir: Path):
@@ -759,7 +785,8 @@ def _miniimagenet_info() -> DatasetInfo:
 
     def placement(root: Path) -> list[str]:
         return [f"the pickle cache {root}/{{{','.join(MINIIMAGENET_PICKLES)}}} (or in {root / 'miniimagenet'}/)",
-                f"an image folder {root / 'miniimagenet'}/<wnid>/*.jpg (all 100 classes, 600 images each)",
+                f"an image folder {root / 'miniimagenet'}/<wnid>/*.jpg (all 100 classes, 600 images each), "
+                "or split by class as .../{train,val,test}/<wnid>/*.jpg",
                 f"a .tar.gz of that folder at {root / 'miniimagenet.tar.gz'}"]
 
     return DatasetInfo(
@@ -938,9 +965,9 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
 
     Layout: groups ``train`` and ``test``, each with ``images`` (n, H, W, C)
     uint8 and ``labels`` (n,) int64, plus ``coarse_labels`` (n,) int64 and/or
-    ``users`` (n,) int64 when the dataset has them; file attributes
-    ``class_names`` (JSON list), ``source``, and ``coarse_names`` /
-    ``user_names`` (JSON lists) when present.
+    ``users`` (n,) int64 when the dataset has them; string datasets
+    ``/coarse_names`` / ``/user_names`` with them; file attributes
+    ``class_names`` (JSON list) and ``source``.
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for split in ("train", "test"):
@@ -953,9 +980,9 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
                     group.create_dataset(name, data=np.asarray(values, dtype=np.int64))
         f.attrs["class_names"] = json.dumps(arrays.class_names)
         f.attrs["source"] = arrays.source
-        for name in ("coarse_names", "user_names"):
+        for name in ("coarse_names", "user_names"):   # datasets, not attributes: LEAF has ~10k users
             if getattr(arrays, name) is not None:
-                f.attrs[name] = json.dumps(getattr(arrays, name))
+                f.create_dataset(name, data=np.array(getattr(arrays, name), dtype=h5py.string_dtype()))
 
 
 def _optional(f: h5py.File, split: str, name: str) -> np.ndarray | None:
@@ -963,7 +990,7 @@ def _optional(f: h5py.File, split: str, name: str) -> np.ndarray | None:
 
 
 def _optional_names(f: h5py.File, name: str) -> list[str] | None:
-    return json.loads(f.attrs[name]) if name in f.attrs else None
+    return [str(v) for v in f[name].asstr()[...]] if name in f else None
 
 
 def load_images(path: str | Path) -> ImageArrays:

@@ -351,6 +351,21 @@ def test_miniimagenet_image_folder_is_resized_to_84(tmp_path):
     assert a.train_images[42, 40, 40].tolist() == [42, 213, 7]
 
 
+def test_miniimagenet_class_split_folders_are_joined(tmp_path):
+    parts = {"train": WNIDS[:64:2] + WNIDS[1:64:2], "val": WNIDS[64:80], "test": WNIDS[80:]}
+    for part, wnids in parts.items():
+        for wnid in wnids:
+            i = WNIDS.index(wnid)
+            (tmp_path / "miniimagenet" / part / wnid).mkdir(parents=True)
+            for k in range(2):
+                solid((84, 84), (i, k, 0)).save(tmp_path / "miniimagenet" / part / wnid / f"{k}.png")
+    a = decode(locate_source("miniimagenet", tmp_path, probe_network=False), tmp_path / "scratch")
+    assert a.class_names == WNIDS and len(a.test_labels) == 0
+    assert a.train_labels.tolist() == np.repeat(np.arange(100), 2).tolist()
+    assert a.train_images[:, 0, 0, 0].tolist() == a.train_labels.tolist()
+    assert a.train_images[:6, 0, 0, 1].tolist() == [0, 1] * 3
+
+
 # ---- F-CelebA (LEAF JSON) ---------------------------------------------------------------------
 
 def write_leaf(celeba: Path, json_dir=Path("data")):
@@ -435,6 +450,13 @@ def test_user_split_tree_single_folder_and_archive(tmp_path, registry):
     assert (g.train_images[3] == 40).all()    # class b, grey 40 in all three channels
     assert not any((tmp_path / "scratch").iterdir())
     assert "gray" in registry and "gray" not in DATASETS   # the registry copy, not the module's
+
+    write_tree(tmp_path / "shapes" / "val", ["circle", "square", "star"], 1)      # val joins train
+    v = decode(locate_source("shapes", tmp_path, probe_network=False), tmp_path / "scratch")
+    assert v.train_labels.tolist() == a.train_labels.tolist() + [0, 1, 2] and len(v.test_labels) == 6
+    write_tree(tmp_path / "shapes" / "val" / "hexagon", ["x"], 1)
+    with pytest.raises(DatasetUnavailable, match="share some class folders"):
+        decode(locate_source("shapes", tmp_path, probe_network=False), tmp_path / "scratch")
 
 
 def test_real_mnist_test_png_slice(tmp_path, registry):
@@ -525,6 +547,12 @@ def test_cache_keeps_shapes_coarse_labels_and_old_readers(tmp_path):
     assert back.train_coarse_labels.tolist() == [0, 0, 1, 0, 0] and back.test_users is None
     train, test, names = load_labels(tmp_path / "images.h5")
     assert test.tolist() == [2, 2] and names == ["a", "b", "c"]
+    users = [f"user{i:05d}" for i in range(10000)]    # LEAF's full CelebA: more names than an attribute holds
+    a.user_names, a.train_users, a.test_users = users, np.array([0, 9999, 5, 5, 0]), np.array([7, 7])
+    save_images(tmp_path / "users.h5", a)
+    info = load_label_info(tmp_path / "users.h5")
+    assert info.user_names == users and info.train_users.tolist() == [0, 9999, 5, 5, 0]
+    assert info.coarse_names == ["ab", "c"] and info.image_shape == (28, 28, 1)
     with pytest.raises(ValueError, match="go together"):
         datasets.ImageArrays(a.train_images, a.train_labels, a.test_images, a.test_labels, a.class_names, "x",
                              coarse_names=["ab", "c"])
