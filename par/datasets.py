@@ -965,9 +965,9 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
 
     Layout: groups ``train`` and ``test``, each with ``images`` (n, H, W, C)
     uint8 and ``labels`` (n,) int64, plus ``coarse_labels`` (n,) int64 and/or
-    ``users`` (n,) int64 when the dataset has them; string datasets
-    ``/coarse_names`` / ``/user_names`` with them; file attributes
-    ``class_names`` (JSON list) and ``source``.
+    ``users`` (n,) int64 when the dataset has them; file attributes
+    ``class_names`` (JSON list), ``source``, and ``coarse_names`` /
+    ``user_names`` (JSON lists) when present.
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for split in ("train", "test"):
@@ -980,9 +980,9 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
                     group.create_dataset(name, data=np.asarray(values, dtype=np.int64))
         f.attrs["class_names"] = json.dumps(arrays.class_names)
         f.attrs["source"] = arrays.source
-        for name in ("coarse_names", "user_names"):   # datasets, not attributes: LEAF has ~10k users
+        for name in ("coarse_names", "user_names"):
             if getattr(arrays, name) is not None:
-                f.create_dataset(name, data=np.array(getattr(arrays, name), dtype=h5py.string_dtype()))
+                f.attrs[name] = json.dumps(getattr(arrays, name))
 
 
 def _optional(f: h5py.File, split: str, name: str) -> np.ndarray | None:
@@ -990,7 +990,7 @@ def _optional(f: h5py.File, split: str, name: str) -> np.ndarray | None:
 
 
 def _optional_names(f: h5py.File, name: str) -> list[str] | None:
-    return [str(v) for v in f[name].asstr()[...]] if name in f else None
+    return json.loads(f.attrs[name]) if name in f.attrs else None
 
 
 def load_images(path: str | Path) -> ImageArrays:

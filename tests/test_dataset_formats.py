@@ -547,7 +547,7 @@ def test_cache_keeps_shapes_coarse_labels_and_old_readers(tmp_path):
     assert back.train_coarse_labels.tolist() == [0, 0, 1, 0, 0] and back.test_users is None
     train, test, names = load_labels(tmp_path / "images.h5")
     assert test.tolist() == [2, 2] and names == ["a", "b", "c"]
-    users = [f"user{i:05d}" for i in range(10000)]    # LEAF's full CelebA: more names than an attribute holds
+    users = [f"user{i:05d}" for i in range(10000)]    # as many as LEAF's full CelebA has
     a.user_names, a.train_users, a.test_users = users, np.array([0, 9999, 5, 5, 0]), np.array([7, 7])
     save_images(tmp_path / "users.h5", a)
     info = load_label_info(tmp_path / "users.h5")
