@@ -466,6 +466,12 @@ def _with_coarse_from_table(arrays: ImageArrays) -> ImageArrays:
     return arrays
 
 
+def _adding_coarse_from_table(reader: Reader) -> Reader:
+    def read(info: DatasetInfo, source: DataSource, scratch: Path) -> ImageArrays:
+        return _with_coarse_from_table(reader(info, source, scratch))
+    return read
+
+
 _CIFAR = {  # name: (torchvision class, folder of the pickles, archive, URL)
     "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
@@ -526,11 +532,10 @@ def _cifar_info(name: str) -> DatasetInfo:
 
     tree_readers = dict(IMAGE_FOLDER_READERS)
     if name == "cifar100":
-        tree_readers = {kind: (lambda reader: lambda i, s, d: _with_coarse_from_table(reader(i, s, d)))(reader)
-                        for kind, reader in tree_readers.items()}
-    # data_root itself may be the tree (kept from the CIFAR-only pipeline)
+        tree_readers = {kind: _adding_coarse_from_table(reader) for kind, reader in tree_readers.items()}
     return DatasetInfo(
         name, {"cifar10": 10, "cifar100": 100}[name], (32, 32, 3),
+        # "" = data_root itself may be the tree (as in the CIFAR-only pipeline)
         locators=(locate_torchvision, _tree_locator(name, ("", f"{name}-jpg"))),
         readers={"torchvision": _read_cifar_torchvision, "download": _read_cifar_torchvision, **tree_readers},
         placement=placement, download_url=url)
