@@ -506,6 +506,17 @@ def test_user_folder_errors(tmp_path, registry):
         locate_source("nope", tmp_path)
 
 
+def test_builtin_folders_must_hold_the_datasets_classes_and_shape(tmp_path):
+    write_tree(tmp_path / "cifar10-jpg" / "train", ["cat", "dog"], 1, size=(32, 32))
+    write_tree(tmp_path / "cifar10-jpg" / "test", ["cat", "dog"], 1, size=(32, 32))
+    with pytest.raises(DatasetUnavailable, match="has 2 classes; cifar10 has 10"):
+        decode(locate_source("cifar10", tmp_path, probe_network=False), tmp_path / "scratch")
+    write_tree(tmp_path / "svhn-png" / "train", [str(d) for d in range(10)], 1, size=(30, 32))
+    write_tree(tmp_path / "svhn-png" / "test", [str(d) for d in range(10)], 1, size=(30, 32))
+    with pytest.raises(DatasetUnavailable, match="30x32 pixels; expected 32x32"):   # not silently resized
+        decode(locate_source("svhn", tmp_path, probe_network=False), tmp_path / "scratch")
+
+
 # ---- offline: one message per missing dataset --------------------------------------------------
 
 @pytest.mark.parametrize("name,needles", [
