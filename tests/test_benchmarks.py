@@ -111,7 +111,8 @@ def write_cifar100_python(root, per_class_train, per_class_test):
         with open(folder / name, "wb") as f:
             pickle.dump({"data": data, "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist()}, f)
     with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)]}, f)
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)],
+                     "coarse_label_names": [f"super{i:02d}" for i in range(20)]}, f)
 
 
 def test_cifar100_10_from_the_real_file_format(tmp_path, monkeypatch):
