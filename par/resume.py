@@ -164,6 +164,19 @@ def lock_files(workdir: str | os.PathLike = ".") -> list[Path]:
     return sorted(folder.glob("*.lock")) if folder.is_dir() else []
 
 
+def unrecorded_locks(workdir: str | os.PathLike = ".") -> list[Path]:
+    """Lock files no record accounts for: written after the newest owner record.
+
+    A Snakemake writes its lock before its ``onstart`` writes its record, so the
+    lock of a recorded Snakemake is never newer than its record.  A newer lock
+    belongs to a Snakemake that has not reached ``onstart`` (still building its
+    DAG, perhaps alive) or that was killed before it.
+    """
+    records = [p.stat().st_mtime_ns for p in (Path(workdir) / OWNERS_DIR).glob("*.json")]
+    newest = max(records, default=-1)
+    return [lock for lock in lock_files(workdir) if lock.stat().st_mtime_ns > newest]
+
+
 def incomplete_outputs(workdir: str | os.PathLike = ".") -> list[str]:
     """Outputs Snakemake marked as started and not finished (``.snakemake/incomplete/``,
     one file per output named by the base64 of its path, long names split into
@@ -205,19 +218,19 @@ def stale_lock_hint(workdir: str | os.PathLike = ".", argv: list[str] | None = N
     if os.environ.get(RESUMING_ENV) or not lock_files(workdir):
         return None
     recorded = owners(workdir)
-    if not recorded or any(o.alive for o in recorded):
+    if not recorded or any(o.alive for o in recorded) or unrecorded_locks(workdir):
         return None
     args = shlex.join((argv if argv is not None else sys.argv)[1:])
     gone = "\n".join(f"  {o.describe()}" for o in recorded)
     return ("The Snakemake lock in {dir} was left by a run that no longer exists (killed or crashed):\n{gone}\n"
             "If Snakemake stops with 'Directory cannot be locked', resume with\n"
             "  python -m par.resume {args}\n"
-            "which runs 'snakemake --unlock' and then the same command with --rerun-incomplete "
+            "which lets Snakemake remove the lock and re-runs what was interrupted "
             "(README: 'When a run is interrupted').").format(dir=Path(workdir).resolve(), gone=gone, args=args)
 
 
 def _workdir(snakemake_args: list[str]) -> Path:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("-d", "--directory", default=".")
     known, _ = parser.parse_known_args(snakemake_args)
     return Path(known.directory)
@@ -227,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m par.resume SNAKEMAKE_ARGS...``: see the module docstring.
 
     Exit status 0 or Snakemake's; 3 when a recorded Snakemake is still alive or
-    a lock has no owner record (nothing is changed then).
+    a lock has no owner record (:func:`unrecorded_locks`; nothing is changed then).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["-h"], ["--help"]):
@@ -241,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
               "(kill -INT PID lets it clean up), then run this command again."
               .format(workdir.resolve(), "\n".join(f"  {o.describe()}" for o in alive)), file=sys.stderr)
         return 3
-    if locks and not recorded:
+    if unrecorded_locks(workdir):
         print(f"Not resuming: {workdir.resolve() / LOCKS_DIR} holds a Snakemake lock but no record of the "
-              "Snakemake that took it (it was killed before starting any job, or is still building its DAG, "
+              "Snakemake that took it (it is still building its DAG, or was killed before starting any job, "
               "or ran without this workflow's onstart). If you are sure no Snakemake is running in this "
               "directory, remove the lock with\n"
               f"  snakemake --unlock {shlex.join(args)}\n"

@@ -251,11 +251,11 @@ def par_resume(*args: str) -> subprocess.CompletedProcess:
 
 def test_a_live_snakemake_is_told_from_a_killed_one(tmp_path, monkeypatch):
     monkeypatch.delenv("PAR_RESUMING", raising=False)
+    lock_file = lock(tmp_path)  # Snakemake takes its lock, then its onstart records it
     proc = start_owner(tmp_path, 120)
     try:
         [owner] = owners(tmp_path)
         assert owner.alive and owner.pid == proc.pid and owner.command == "snakemake all_tables"
-        lock_file = lock(tmp_path)
         assert stale_lock_hint(tmp_path) is None
         refused = par_resume("all_tables", "--directory", str(tmp_path), "--cores", "1")
         assert refused.returncode == 3 and "still running" in refused.stderr and f"pid {proc.pid}" in refused.stderr
@@ -267,6 +267,13 @@ def test_a_live_snakemake_is_told_from_a_killed_one(tmp_path, monkeypatch):
     assert not owner.alive and owner.pid == proc.pid
     hint = stale_lock_hint(tmp_path, ["snakemake", "all_tables", "--cores", "2"])
     assert f"pid {proc.pid}" in hint and "python -m par.resume all_tables --cores 2" in hint
+
+    # a lock newer than every record: a Snakemake that has not reached onstart yet, maybe alive
+    later = owner.path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(lock_file, ns=(later, later))
+    assert stale_lock_hint(tmp_path) is None
+    refused = par_resume("all_tables", "-d", str(tmp_path))
+    assert refused.returncode == 3 and "no record" in refused.stderr and lock_file.exists()
 
 
 def test_an_owner_that_exits_normally_removes_its_record(tmp_path):
