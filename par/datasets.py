@@ -29,7 +29,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torchvision.datasets as tvd
 
 from par.io import atomic_path, read_hdf5
 
@@ -45,9 +44,17 @@ class DatasetInfo:
     """What we need to know to find and check one dataset."""
 
     name: str
-    torchvision_class: type
+    torchvision_name: str  # class in torchvision.datasets
     n_classes: int
     image_shape: tuple[int, int, int]  # (height, width, channels)
+
+    @property
+    def torchvision_class(self) -> type:
+        """The torchvision dataset class, imported on first use: parsing the
+        workflow must not import torchvision (issue 8)."""
+        import torchvision.datasets as tvd
+
+        return getattr(tvd, self.torchvision_name)
 
     @property
     def folder_name(self) -> str:
@@ -59,8 +66,8 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", tvd.CIFAR10, 10, (32, 32, 3)),
-    "cifar100": DatasetInfo("cifar100", tvd.CIFAR100, 100, (32, 32, 3)),
+    "cifar10": DatasetInfo("cifar10", "CIFAR10", 10, (32, 32, 3)),
+    "cifar100": DatasetInfo("cifar100", "CIFAR100", 100, (32, 32, 3)),
 }
 
 
@@ -164,6 +171,8 @@ def _from_torchvision(info: DatasetInfo, root: str, download: bool) -> ImageArra
 
 
 def _decode_image_folder(info: DatasetInfo, split_root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    import torchvision.datasets as tvd
+
     folder = tvd.ImageFolder(str(split_root))
     if len(folder.classes) != info.n_classes:
         raise DatasetUnavailable(

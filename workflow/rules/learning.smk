@@ -7,6 +7,7 @@ checkpoint plan:
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
+        code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
@@ -27,6 +28,7 @@ rule search_cell:
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
+        code=code_version("search_cell.py"),
         search=lambda w: RUNS[w.run]["search"],
     threads: config["threads"]
     resources:
@@ -51,6 +53,7 @@ rule learn_task:
         state=results("runs/{bench}/seed{seed}/{run}/states/task{task}.pt"),
         record=results("runs/{bench}/seed{seed}/{run}/states/task{task}.json"),
     params:
+        code=code_version("learn_task.py"),
         assignment=assignment,
         training=training_params,
         strategy=strategy_params,
