@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     snakemake = shutil.which("snakemake") or "snakemake"
     cmd = [snakemake, "-n", args.target, f"--configfile={args.configfile}"]
-    env = {**os.environ, "PAR_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(args.repo), os.environ.get("PYTHONPATH")]))}
+    pythonpath = os.pathsep.join(filter(None, [str(args.repo), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PAR_OFFLINE": "1", "PYTHONPATH": pythonpath}
     print(f"$ {' '.join(cmd)}   (in {args.repo}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
     seconds = []
     for i in range(args.repeat):

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Runs snakemake in this process and prints, at exit, which heavy modules it imported.
 SNAKEMAKE_WATCHING_IMPORTS = (
     "import atexit, sys\n"
-    "atexit.register(lambda: print('HEAVY MODULES:', sorted(m for m in ('torch', 'torchvision') if m in sys.modules)))\n"
+    "heavy = ('torch', 'torchvision')\n"
+    "atexit.register(lambda: print('HEAVY MODULES:', sorted(m for m in heavy if m in sys.modules)))\n"
     "from snakemake.cli import main\n"
     "sys.argv[0] = 'snakemake'\n"
     "main()\n"

@@ -28,5 +28,6 @@ with job_log(snakemake.log[0]) as log:
     write_json(snakemake.output[0], {
         "task": task.number, "genotype": result.genotype.to_json(), "search": snakemake.params.search,
         "seconds": time.perf_counter() - start, "device": describe(device), "history": result.history,
-        "provenance": provenance(snakemake.params, describe(device), upstream=[read_provenance(snakemake.input.stream)]),
+        "provenance": provenance(snakemake.params, describe(device),
+                                 upstream=[read_provenance(snakemake.input.stream)]),
     })
