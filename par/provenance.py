@@ -22,8 +22,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.util
 import json
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -146,13 +148,27 @@ def code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT) -> st
 
 # ---- the provenance of one output -------------------------------------------------------
 
+def _build_version(name: str) -> str | None:
+    """``__version__`` as written in the package's ``version.py`` (torch's and
+    torchvision's carry the build tag, e.g. '2.14.1+cu130', which the installed
+    metadata may omit), read without importing the package; None if absent."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "version.py"
+    match = re.search(r"^__version__\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", path.read_text(), re.M) \
+        if path.is_file() else None
+    return match.group(1) if match else None
+
+
 def versions() -> dict[str, str]:
-    """Versions of python and of :data:`VERSIONED` distributions (from their
-    installed metadata, without importing them; 'not installed' if absent)."""
+    """Versions of python and of the :data:`VERSIONED` packages: the build's own
+    ``__version__`` where its ``version.py`` states it, else the installed
+    metadata ('not installed' if absent).  Imports none of them."""
     out = {"python": platform.python_version()}
     for name in VERSIONED:
         try:
-            out[name] = metadata.version(name)
+            out[name] = _build_version(name) or metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out

@@ -9,6 +9,7 @@ to one module, a dry-run, and the module restored.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -156,13 +157,35 @@ def test_unchanged_code_reruns_nothing_and_parsing_imports_no_torch(copied_run):
     ("par/extractor.py", {("extract_features", None, t) for t in TASKS}
      | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
      | TAIL),
-    # training: learn and search jobs, and also features (par.extractor imports training.normalize)
+    # training: learn jobs, and also features (par.extractor imports training.normalize), hence
+    # the plan; PAR's search and learn jobs (whose code changed too) follow the plan checkpoint,
+    # which a dry-run cannot look past
     ("par/training.py", {("extract_features", None, t) for t in TASKS}
-     | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("search_cell", "par", 1)}
-     | LEARN_ALL | TAIL),
+     | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
+     | {("learn_task", "finetune", t) for t in TASKS} | {("metrics", "finetune", None)} | TAIL),
 ])
 def test_library_change_reruns_exactly_the_jobs_that_execute_it(copied_run, module, expected):
     assert dry_run_after_editing(copied_run, module) == expected
+
+
+def test_extractor_change_reruns_no_learning_where_the_plan_holds(copied_run, tmp_path):
+    """Past the checkpoint: the re-computed features (same weights) give the same plan, so no
+    PAR task re-learns; only the tail that reads the plan and the features' outputs re-runs."""
+    repo, workdir, config, _ = copied_run
+    fork_repo, fork_work = tmp_path / "repo", tmp_path / "work"
+    shutil.copytree(repo, fork_repo)
+    shutil.copytree(workdir, fork_work, symlinks=True)
+    plan_path = fork_work / "results/runs/cifar10-5/seed0/par/plan.json"
+    plan_before = json.loads(plan_path.read_text())["tasks"]
+    with open(fork_repo / "par" / "extractor.py", "a") as f:
+        f.write("\n# an edit\n")
+    result = run_copy(fork_repo, fork_work, config, "all_tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(plan_path.read_text())["tasks"] == plan_before
+    assert scheduled_jobs(result.stdout + result.stderr) == (
+        {("extract_features", None, t) for t in TASKS}
+        | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
+        | TAIL)
 
 
 # ---- provenance in every output -----------------------------------------------------------
@@ -216,7 +239,7 @@ def test_every_output_records_its_provenance(copied_run):
     assert learn["upstream"]["code_hash"] == [script_hash["prepare_stream"]]
     first = read_provenance(par_run / "states/task1.json")  # reads the searched cell
     assert first["upstream"]["code_hash"] == sorted({script_hash["prepare_stream"], script_hash["search_cell"]})
-    assert read_provenance(par_run / "plan.json")["config"]["alpha"] == 1.0
+    assert read_provenance(par_run / "plan.json")["config"]["planning"]["alpha"] == 1.0
 
     # the tables carry everything they combine
     upstream = read_provenance(res / "tables/summary.parquet")["upstream"]
