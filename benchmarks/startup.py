@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,15 +40,20 @@ def main() -> None:
     pythonpath = os.pathsep.join(filter(None, [str(args.repo), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PAR_OFFLINE": "1", "PYTHONPATH": pythonpath}
     print(f"$ {' '.join(cmd)}   (in {args.repo}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
-    seconds = []
+    seconds, cpu_seconds = [], []
     for i in range(args.repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(cmd, cwd=args.repo, capture_output=True, text=True, env=env)
         seconds.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if result.returncode != 0:
             sys.exit(f"dry-run failed:\n{result.stderr[-3000:]}")
-        print(f"run {i + 1}: {seconds[-1]:.2f} s")
-    print(f"min {min(seconds):.2f} s, median {statistics.median(seconds):.2f} s over {len(seconds)} dry-runs")
+        print(f"run {i + 1}: {seconds[-1]:.2f} s wall, {cpu_seconds[-1]:.2f} s CPU")
+    print(f"wall: min {min(seconds):.2f} s, median {statistics.median(seconds):.2f} s; CPU (user + system, "
+          f"less sensitive to other processes): min {min(cpu_seconds):.2f} s, median "
+          f"{statistics.median(cpu_seconds):.2f} s over {len(seconds)} dry-runs")
     watched = subprocess.run([sys.executable, "-c", SNAKEMAKE_WATCHING_IMPORTS, *cmd[1:]], cwd=args.repo,
                              capture_output=True, text=True, env=env)
     print(next((line for line in watched.stdout.splitlines() if line.startswith("HEAVY MODULES")),
