@@ -9,6 +9,7 @@ checkpoint plan:
     params:
         code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
+        zero_is_far=config["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
     resources:
@@ -29,7 +30,9 @@ rule search_cell:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
         code=code_version("search_cell.py"),
-        search=lambda w: RUNS[w.run]["search"],
+        # The supernet's FactorizedReduce follows the expert's (SPEC §4).
+        search=lambda w: {**RUNS[w.run]["search"],
+                          "factorized_reduce_bn": RUNS[w.run]["expert"]["factorized_reduce_bn"]},
     threads: config["threads"]
     resources:
         gpu=gpu_request,

@@ -58,7 +58,6 @@ rule distances:
     params:
         code=code_version("distances.py"),
         clamp_per_class=config["relatedness"]["clamp_per_class"],
-        zero_is_far=config["relatedness"]["zero_is_far"],
         epsilon=config["relatedness"]["epsilon"],
     log:
         results("logs/distances/{bench}/seed{seed}.log"),
