@@ -203,7 +203,7 @@ def test_every_output_records_its_provenance(copied_run):
                                 "search_cell", "learn_task", "metrics", "tables")}
     assert len(set(script_hash.values())) == len(script_hash)
     par_run, seed = res / "runs/cifar10-5/seed0/par", res / "runs/cifar10-5/seed0"
-    relatedness = {"clamp_per_class": True, "zero_is_far": False, "epsilon": 1e-8}  # schema defaults
+    relatedness = {"clamp_per_class": True, "epsilon": 1e-8}  # schema defaults
     outputs = {
         # file: (script, device, extractor weights, config or None (checked elsewhere))
         res / "data/cifar10-5/seed0/stream.json": ("prepare_stream", "cpu", None, None),
