@@ -73,20 +73,47 @@ def nearest_prototype_kl(features: np.ndarray, labels: np.ndarray, own_prototype
     return kl
 
 
-def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray],
-                    **options) -> np.ndarray:
+def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray], *,
+                    clamp_per_class: bool = True, zero_is_far: bool = False, epsilon: float = DISTANCE_EPSILON,
+                    block_elements: int = 2 ** 24) -> np.ndarray:
     """The full N×N matrix D[i, j] = KL̂(q_{i+1}‖q_{j+1}) over all task pairs (both directions).
 
     ``features[t]`` (n_t, d), ``labels[t]`` (n_t,) and ``prototypes[t]`` (k_t, d)
-    belong to task t+1.  ``options`` go to :func:`nearest_prototype_kl`.
+    belong to task t+1; options as in :func:`nearest_prototype_kl`, whose values
+    this reproduces exactly (same arithmetic, vectorised over all j at once: each
+    row i measures its samples against the prototypes of every task together,
+    ``block_elements`` bounding the temporary (rows × prototypes × d) array).
     Planning uses only the entries j < i (earlier tasks); the rest is for heatmaps.
     """
     n = len(features)
+    all_protos = np.concatenate([np.asarray(p, dtype=np.float64) for p in prototypes])
+    starts = np.cumsum([0] + [len(p) for p in prototypes[:-1]])
     out = np.zeros((n, n))
     for i in range(n):
-        for j in range(n):
-            out[i, j] = nearest_prototype_kl(features[i], labels[i], prototypes[i], prototypes[j], **options)
+        x = np.asarray(features[i], dtype=np.float64)
+        own = np.asarray(prototypes[i], dtype=np.float64)
+        rho = np.linalg.norm(x - own[labels[i]], axis=1)
+        dist = np.empty((len(x), len(all_protos)))
+        rows = max(1, block_elements // max(1, all_protos.size))
+        for b in range(0, len(x), rows):
+            dist[b:b + rows] = np.linalg.norm(x[b:b + rows, None, :] - all_protos[None], axis=2)
+        nu = np.minimum.reduceat(dist, starts, axis=1)  # (n_i, N): min over each task's prototypes
+        log_ratio = np.log((nu + epsilon) / (rho[:, None] + epsilon))
+        n_classes = own.shape[0]
+        sums = np.stack([np.bincount(labels[i], weights=log_ratio[:, j], minlength=n_classes) for j in range(n)])
+        k = sums / np.bincount(labels[i], minlength=n_classes)  # (N, k_i)
+        if clamp_per_class:
+            k = np.maximum(k, 0.0)
+        out[i] = np.ascontiguousarray(k).sum(axis=1)
+        if zero_is_far:
+            out[i][out[i] == 0.0] = 1.0
     return out
+
+
+def prototype_weights(path) -> str:
+    """The extractor weights recorded in a prototypes file (:func:`save_prototypes`)."""
+    with read_hdf5(path) as f:
+        return str(f.attrs["weights"])
 
 
 def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str) -> None:

@@ -1,24 +1,24 @@
 """Checkpoint plan: task groups and a strategy per task (SPEC §3)."""
 import numpy as np
 
-from par.benchmarks import Stream
 from par.io import parquet_metadata, read_json, read_parquet, write_json
 from par.logs import job_log
 from par.planning import plan_tasks
 
 with job_log(snakemake.log[0]) as log:
-    stream = Stream.from_json(read_json(snakemake.input.stream))
+    tasks = sorted((read_json(p) for p in snakemake.input.tasks), key=lambda t: t["task"])
+    n = len(tasks)
     frame = read_parquet(snakemake.input.distances)
-    distances = np.zeros((stream.n_tasks, stream.n_tasks))
+    distances = np.zeros((n, n))
     distances[frame.i - 1, frame.j - 1] = frame.kl
     options = {k: v for k, v in snakemake.params.planning.items() if k != "coarse_search"}
-    decisions = plan_tasks(distances, [len(t.train) for t in stream.tasks], **options)
+    decisions = plan_tasks(distances, [t["n_train"] for t in tasks], **options)
     groups = {}
     for d in decisions:
         groups.setdefault(d.group, []).append(d.task)
         log.info("task %d -> group %d, %s (%s)", d.task, d.group, d.strategy, d.reason)
     write_json(snakemake.output.plan, {
-        "benchmark": stream.benchmark, "seed": stream.seed, "run": snakemake.wildcards.run,
+        "benchmark": snakemake.wildcards.bench, "seed": int(snakemake.wildcards.seed), "run": snakemake.wildcards.run,
         "extractor_weights": parquet_metadata(snakemake.input.distances).get("extractor_weights", "unknown"),
         "planning": snakemake.params.planning,
         "groups": {str(g): tasks for g, tasks in groups.items()},
