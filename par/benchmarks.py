@@ -78,6 +78,7 @@ class Task:
     transform: list = field(default_factory=list)
     image_size: list[int] | None = None
     label_map: list[int] | None = None
+    test_source: str = "test"  # "train" when a single-split dataset's test images were carved from it
 
     @property
     def n_classes(self) -> int:
@@ -216,7 +217,7 @@ def task_data(images, task: Task, split: str) -> tuple["torch.Tensor", "torch.Te
         pixels, labels = read_task_pixels(images, task, split)
         return torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(labels)
     idx = task.indices(split)
-    source = "test" if split == "test" else "train"
+    source = task.test_source if split == "test" else "train"
     pixels = getattr(images, f"{source}_images")[idx]
     if task.dataset is not None:
         pixels = apply_transforms(pixels, task.transform, task.image_size)

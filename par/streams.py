@@ -302,11 +302,12 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
     rng = _rng(task["seed"], number, _SAMPLES)
     val_fraction = caps["val_fraction"] if caps["val_fraction"] is not None else split.get("val_fraction", 0.1)
     train, val, test = [], [], []
+    test_source = "train" if len(test_labels) == 0 else "test"
     for c in classes:
         pool = np.flatnonzero((train_labels == c) & train_mask)
         tidx = rng.permutation(np.flatnonzero((test_labels == c) & test_mask))
         pool = rng.permutation(pool)
-        if len(tidx) == 0:  # single-split dataset: carve test images from train first
+        if len(test_labels) == 0:  # single-split dataset: carve test images from train first
             if sizes["test"] is None:
                 raise ValueError(f"task {number}: dataset {task['dataset']} has no test images of class {c}; "
                                  "give sizes.test so that test images are carved from its train images")
@@ -343,7 +344,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         **task, "classes": classes, "class_names": [class_names[c] for c in classes], "label_map": label_map,
         "n_train": int(sum(map(len, train))), "n_val": int(sum(map(len, val))), "n_test": int(sum(map(len, test))),
         "train": np.sort(np.concatenate(train)).tolist(), "val": np.sort(np.concatenate(val)).tolist(),
-        "test": np.sort(np.concatenate(test)).tolist(),
+        "test": np.sort(np.concatenate(test)).tolist(), "test_source": test_source,
     }
 
 
@@ -389,7 +390,7 @@ def task_from_json(d: dict) -> "_benchmarks.Task":
         np.asarray(d["train"], dtype=np.int64), np.asarray(d["val"], dtype=np.int64),
         np.asarray(d["test"], dtype=np.int64), dataset=d["dataset"], mean=tuple(d["mean"]), std=tuple(d["std"]),
         transform=list(d.get("transform", [])), image_size=d.get("image_size"),
-        label_map=list(d.get("label_map", range(len(d["classes"])))),
+        label_map=list(d.get("label_map", range(len(d["classes"])))), test_source=d.get("test_source", "test"),
     )
 
 
@@ -402,7 +403,7 @@ def read_task_pixels(images_path, task: "_benchmarks.Task", split: str) -> tuple
     from par.transforms import apply_transforms
 
     idx = task.indices(split)
-    source = "test" if split == "test" else "train"
+    source = task.test_source if split == "test" else "train"
     with read_hdf5(images_path) as f:
         pixels = f[f"{source}/images"][np.sort(idx)] if len(idx) else f[f"{source}/images"][:0]
         labels = f[f"{source}/labels"][np.sort(idx)] if len(idx) else np.zeros(0, np.int64)
