@@ -80,24 +80,35 @@ def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], protot
 
     ``features[t]`` (n_t, d), ``labels[t]`` (n_t,) and ``prototypes[t]`` (k_t, d)
     belong to task t+1; options as in :func:`nearest_prototype_kl`, whose values
-    this reproduces exactly (same arithmetic, vectorised over all j at once: each
-    row i measures its samples against the prototypes of every task together,
-    ``block_elements`` bounding the temporary (rows × prototypes × d) array).
+    this reproduces (vectorised over all j at once: one matrix product per row i
+    finds each sample's nearest prototype of every task, whose distance is then
+    computed exactly as there; only a near-tie between two prototypes, closer than
+    rounding, could pick the other one, changing ν by rounding only).
+    ``block_elements`` bounds the temporary (rows × N × d) array.
     Planning uses only the entries j < i (earlier tasks); the rest is for heatmaps.
     """
     n = len(features)
     all_protos = np.concatenate([np.asarray(p, dtype=np.float64) for p in prototypes])
-    starts = np.cumsum([0] + [len(p) for p in prototypes[:-1]])
+    owner = np.repeat(np.arange(n), [len(p) for p in prototypes])  # task of each prototype row
+    sq_protos = (all_protos ** 2).sum(axis=1)
     out = np.zeros((n, n))
     for i in range(n):
         x = np.asarray(features[i], dtype=np.float64)
         own = np.asarray(prototypes[i], dtype=np.float64)
         rho = np.linalg.norm(x - own[labels[i]], axis=1)
-        dist = np.empty((len(x), len(all_protos)))
-        rows = max(1, block_elements // max(1, all_protos.size))
+        # Nearest prototype of every task for every sample: squared distances by one matrix
+        # product pick it, then its distance is recomputed as the norm of the difference,
+        # the arithmetic of nearest_prototype_kl (so values are those of the pairwise loop).
+        approx = (x ** 2).sum(axis=1)[:, None] - 2.0 * x @ all_protos.T + sq_protos[None, :]
+        nearest = np.empty((len(x), n), dtype=np.int64)
+        for j in range(n):
+            cols = np.flatnonzero(owner == j)
+            nearest[:, j] = cols[np.argmin(approx[:, cols], axis=1)]
+        nu = np.empty((len(x), n))
+        rows = max(1, block_elements // max(1, n * x.shape[1]))
         for b in range(0, len(x), rows):
-            dist[b:b + rows] = np.linalg.norm(x[b:b + rows, None, :] - all_protos[None], axis=2)
-        nu = np.minimum.reduceat(dist, starts, axis=1)  # (n_i, N): min over each task's prototypes
+            diff = x[b:b + rows, None, :] - all_protos[nearest[b:b + rows]]
+            nu[b:b + rows] = np.linalg.norm(diff, axis=2)
         log_ratio = np.log((nu + epsilon) / (rho[:, None] + epsilon))
         n_classes = own.shape[0]
         sums = np.stack([np.bincount(labels[i], weights=log_ratio[:, j], minlength=n_classes) for j in range(n)])
