@@ -261,6 +261,8 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
       per class is carved from the train split with ``split_seed`` (17) regardless of
       the run seed; the task draws ``sizes.train`` from the rest and ``sizes.val`` from
       the pool (fewer when a pool is smaller, as CTrL's S_long on CIFAR-100).
+    - ``split.kind = cifar100-authors``: the authors' CIFAR-100 validation draw
+      (:func:`par.benchmarks.cifar100_validation_split`, SPEC §8).
     - ``split.kind = count``: exactly ``sizes.val`` validation images from the shuffled
       train images, then up to ``sizes.train`` training images.
 
@@ -301,6 +303,9 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         pools = _val_pools(train_labels, classes, pool_size, split["split_seed"] if split["split_seed"] is not None else 17)
     rng = _rng(task["seed"], number, _SAMPLES)
     val_fraction = caps["val_fraction"] if caps["val_fraction"] is not None else split.get("val_fraction", 0.1)
+    authors = (_benchmarks.cifar100_validation_split(train_labels, task["seed"], val_fraction,
+                                                     caps["max_train_per_class"])
+               if split["kind"] == "cifar100-authors" else None)
     train, val, test = [], [], []
     test_source = "train" if len(test_labels) == 0 else "test"
     for c in classes:
@@ -315,7 +320,10 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         if caps["max_test_per_class"] is not None:
             tidx = tidx[:caps["max_test_per_class"]]
         tidx = _take(tidx, sizes["test"], "test", c, number)
-        if pools is not None:
+        if authors is not None:  # the authors' CIFAR-100 draw over the whole train split (seed only)
+            vidx, pool = authors[c]
+            vidx = vidx if sizes["val"] is None else vidx[:sizes["val"]]
+        elif pools is not None:
             vpool = pools[c]
             in_pool = np.isin(pool, vpool)
             vidx, pool = pool[in_pool], pool[~in_pool]
@@ -424,78 +432,6 @@ def describe(prepared: dict) -> str:
             f"transform {json.dumps(prepared['transform'])}")
 
 
-# ---- a user's own image-folder dataset ---------------------------------------------------
-
-def _class_tree(root: Path) -> Path | None:
-    """The folder whose sub-folders are classes: ``root`` or its only sub-folder."""
-    subdirs = [p for p in root.iterdir() if p.is_dir()]
-    if len(subdirs) == 1 and any(q.is_dir() for q in subdirs[0].iterdir()):
-        return subdirs[0]
-    return root if subdirs else None
-
-
-def decode_user_dataset(name: str, path, scratch_dir):
-    """Decode a user's image-folder dataset (config key ``datasets.<name>.path``).
-
-    ``path``: a folder or a ``.tar.gz`` of one, holding either ``train/<class>/*``
-    and ``test/<class>/*``, or a single split ``<class>/*`` (optionally inside one
-    top folder, as ``mnist-t10k/<digit>/*.png``), which becomes the train split with
-    an empty test split (a stream spec then carves test images with ``sizes.test``).
-    Images are read with :class:`torchvision.datasets.ImageFolder` (classes in sorted
-    folder-name order, RGB) and must share one shape.
-
-    Returns :class:`par.datasets.ImageArrays`.  Raises
-    :class:`par.datasets.DatasetUnavailable` naming the path when it is missing,
-    unreadable or not an image-folder tree."""
-    import tarfile
-    import tempfile
-
-    import torchvision.datasets as tvd
-
-    from par.datasets import DatasetUnavailable, ImageArrays
-
-    path = Path(path)
-    if not path.exists():
-        raise DatasetUnavailable(f"dataset '{name}': {path} does not exist (config key datasets.{name}.path)")
-
-    def read(split_root: Path, classes: list[str] | None):
-        folder = tvd.ImageFolder(str(split_root))
-        if classes is not None and folder.classes != classes:
-            raise DatasetUnavailable(f"dataset '{name}': {split_root} has other class folders than train/")
-        arrays = [np.asarray(folder.loader(p)) for p, _ in folder.samples]
-        shapes = {a.shape for a in arrays}
-        if len(shapes) > 1:
-            raise DatasetUnavailable(f"dataset '{name}': images under {split_root} have different shapes {sorted(shapes)}")
-        images = np.stack(arrays).astype(np.uint8)
-        return images, np.asarray([label for _, label in folder.samples], dtype=np.int64), list(folder.classes)
-
-    def from_tree(root: Path):
-        tree = root if (root / "train").is_dir() else _class_tree(root)
-        if tree is None:
-            raise DatasetUnavailable(f"dataset '{name}': {path} holds no <class>/ or train/<class>/ folders")
-        if (tree / "train").is_dir():
-            x, y, classes = read(tree / "train", None)
-            if (tree / "test").is_dir():
-                xt, yt, _ = read(tree / "test", classes)
-            else:
-                xt, yt = np.zeros((0,) + x.shape[1:], np.uint8), np.zeros(0, np.int64)
-        else:
-            x, y, classes = read(tree, None)
-            xt, yt = np.zeros((0,) + x.shape[1:], np.uint8), np.zeros(0, np.int64)
-        return ImageArrays(x, y, xt, yt, classes, f"user image folder {path}")
-
-    if path.is_dir():
-        return from_tree(path)
-    Path(scratch_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".extract-") as tmp:
-        try:
-            with tarfile.open(path) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise DatasetUnavailable(f"dataset '{name}': {path} is not a readable .tar.gz archive: {err}") from err
-        return from_tree(Path(tmp))
-
-
 def task_normalisation(prepared: dict, images_path) -> tuple[list[float], list[float]]:
     """(mean, std) (3,) of a prepared task: the spec's constants, or with
     ``per_task`` the per-channel statistics of its training images after its
@@ -512,10 +448,13 @@ def task_normalisation(prepared: dict, images_path) -> tuple[list[float], list[f
 
 
 def task_users(images_path) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Per-image user ids (train (n,), test (m,)) of a dataset with users (F-CelebA),
-    from the ``train/users`` and ``test/users`` arrays of its ``images.h5``; None
-    where absent."""
+    """Per-image user ids (train (n,), test (m,) str) of a dataset with users (F-CelebA):
+    ``user_names[train/users]`` of its ``images.h5`` (par.datasets stores indices
+    into the string-ordered ``user_names``); None where absent."""
     from par.io import read_hdf5
 
     with read_hdf5(images_path) as f:
-        return tuple(f[f"{s}/users"][...].astype(str) if f"{s}/users" in f else None for s in ("train", "test"))
+        if "user_names" not in f.attrs:
+            return None, None
+        names = np.asarray(json.loads(f.attrs["user_names"]), dtype=str)
+        return tuple(names[f[f"{s}/users"][...]] if f"{s}/users" in f else None for s in ("train", "test"))

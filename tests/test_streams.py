@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
+from par.benchmarks import make_stream
 from par.datasets import ImageArrays, save_images
 from par.relatedness import class_prototypes, distance_matrix, nearest_prototype_kl
-from par.streams import (StreamSpecError, decode_user_dataset, load_spec, prepare_task, read_task_pixels,
+from par.datasets import decode, locate_source, register_image_folder
+from par.streams import (StreamSpecError, load_spec, prepare_task, read_task_pixels,
                          resolve_tasks, shipped_streams, task_from_json, task_normalisation, task_users)
 from par.transforms import apply_transforms, channel_statistics, rainbow
 
@@ -142,6 +143,13 @@ def test_cifar_benchmarks_keep_the_authors_class_orders():
     assert set(per_class(tasks[1], "train", train_labels).values()) == {450}
     assert set(per_class(tasks[1], "val", train_labels).values()) == {50}
     assert set(per_class(tasks[1], "test", test_labels).values()) == {100}
+    # the same split as par.benchmarks.make_stream (the authors' CIFAR-100 validation draw)
+    reference = make_stream("cifar100-10", train_labels, test_labels, fake_labels("cifar100")[2], 0)
+    for t in (1, 10):
+        ref = reference.task(t)
+        assert ref.classes == tasks[t]["classes"]
+        assert (ref.train.tolist(), ref.val.tolist(), ref.test.tolist()) == \
+            (tasks[t]["train"], tasks[t]["val"], tasks[t]["test"])
 
 
 def test_cifar100_coarse_one_task_per_superclass():
@@ -167,14 +175,15 @@ def test_mixed_cifar100_fceleba_users_and_interleaving(tmp_path):
     assert [t["dataset"] for t in resolved] != [t["dataset"] for t in resolve_tasks(load_spec("mixed-cifar100-fceleba"), 1)]
     cifar = [t for t in resolved if t["dataset"] == "cifar100"]
     assert sorted(t["classes"] for t in cifar) == [list(range(10 * k, 10 * k + 10)) for k in range(10)]
-    # F-CelebA: per-sample user ids, binary smiling; users "u10" < "u2" in string order
+    # F-CelebA as par.datasets stores it: user indices into string-ordered user_names ("u10" < "u2")
     users = np.asarray([f"u{u}" for u in range(12) for _ in range(20)])
+    user_names = sorted(set(users))
+    index = np.asarray([user_names.index(u) for u in users], dtype=np.int64)
     smiling = np.tile(np.repeat([0, 1], 10), 12)
     shape = (len(users), 40, 30, 3)
     save_images(tmp_path / "fceleba.h5", ImageArrays(np.zeros(shape, np.uint8), smiling, np.zeros(shape, np.uint8),
-                                                    smiling, ["not_smiling", "smiling"], "fake"))
-    with h5py.File(tmp_path / "fceleba.h5", "a") as f:
-        f["train/users"], f["test/users"] = users.astype("S"), users.astype("S")
+                                                    smiling, ["not_smiling", "smiling"], "fake", user_names=user_names,
+                                                    train_users=index, test_users=index))
     train_users, test_users = task_users(tmp_path / "fceleba.h5")
     celeba = sorted((t for t in resolved if t["dataset"] == "fceleba"), key=lambda t: t["user"]["index"])
     first_ten = sorted({f"u{u}" for u in range(12)})[:10]
@@ -219,7 +228,8 @@ def test_user_stream_from_an_image_folder_tree(tmp_path):
         (root / name).mkdir(parents=True)
         for i in range(12):
             Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    arrays = decode_user_dataset("shapes", tmp_path / "shapes", tmp_path / "scratch")
+    register_image_folder("shapes", tmp_path / "shapes")
+    arrays = decode(locate_source("shapes", tmp_path, probe_network=False), tmp_path / "scratch")
     assert arrays.class_names == ["circle", "square", "star"] and arrays.train_images.shape == (36, 20, 24, 3)
     assert len(arrays.test_labels) == 0
     spec = load_spec({"image_size": 16, "split": {"kind": "count"}, "tasks": [
@@ -257,7 +267,7 @@ def test_distance_matrix_equals_the_pairwise_estimates():
         lab = np.concatenate([np.arange(k), rng.integers(0, k, int(rng.integers(0, 60)))])
         f = rng.normal(size=(len(lab), 24)).astype(np.float32)
         features.append(f), labels.append(lab), protos.append(class_prototypes(f, lab, k))
-    for options in ({}, {"clamp_per_class": False}, {"zero_is_far": True}):
+    for options in ({}, {"clamp_per_class": False}):
         pairwise = np.array([[nearest_prototype_kl(features[i], labels[i], protos[i], protos[j], **options)
                               for j in range(12)] for i in range(12)])
         assert np.array_equal(distance_matrix(features, labels, protos, block_elements=700, **options), pairwise)

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from par.config import ConfigError, check_run, run_settings
-from par.datasets import DATASETS, DatasetUnavailable, locate_source
+from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.extractor import ExtractorWeightsUnavailable, check_weights
 from par.io import read_json
 from par.learners import STRATEGIES, get_method
@@ -17,6 +17,10 @@ RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
 SEEDS = config["seeds"]
 USER_DATASETS = config["datasets"]
+try:
+    register_image_folders(USER_DATASETS)
+except ValueError as err:
+    raise WorkflowError(f"datasets: {err}")
 
 
 def _streams():
@@ -228,11 +232,6 @@ def check_inputs_available():
     used = sorted({t["dataset"] for b in BENCHMARK_NAMES for s in SEEDS for t in stream_tasks(b, s)})
     for dataset in used:
         if Path(results(f"data/{dataset}/images.h5")).exists():
-            continue
-        if dataset in USER_DATASETS:
-            if not Path(USER_DATASETS[dataset]["path"]).exists():
-                problems.append(f"Dataset '{dataset}' (config key datasets.{dataset}.path) is missing: place an "
-                                f"image-folder tree or its .tar.gz at {USER_DATASETS[dataset]['path']}")
             continue
         if dataset not in DATASETS:
             problems.append(f"Dataset '{dataset}' used by a stream is neither known {sorted(DATASETS)} nor "
