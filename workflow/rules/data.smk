@@ -5,6 +5,8 @@ rule decode_dataset:
     """Find (or download) a dataset under data_root and decode it into uint8 arrays."""
     output:
         results("data/{dataset}/images.h5"),
+    params:
+        code=code_version("decode_dataset.py"),
     log:
         results("logs/decode_dataset/{dataset}.log"),
     benchmark:
@@ -28,6 +30,7 @@ rule prepare_stream:
         results("data/{bench}/seed{seed}/task{task}.json"),
     params:
         task=task_spec,
+        code=code_version("prepare_stream.py"),
         stream=config["stream"],
     log:
         results("logs/prepare_stream/{bench}/seed{seed}/task{task}.log"),

@@ -10,6 +10,7 @@ from par.io import read_json, write_json
 from par.learners import learn_task
 from par.logs import job_log
 from par.models import load_model, save_model
+from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
 from par.streams import task_from_json
 from par.training import TrainConfig
@@ -40,5 +41,8 @@ with job_log(snakemake.log[0]) as log:
                                    train_config=train_config, strategy_options=options, device=device,
                                    seed=seed)
     record["device"] = describe(device)
+    upstream = [read_provenance(p) for p in snakemake.input.tasks]
+    upstream += [read_provenance(snakemake.input.cell)] if "cell" in snakemake.input.keys() else []
+    record["provenance"] = provenance(snakemake.params, describe(device), upstream=upstream)
     save_model(snakemake.output.state, model)
     write_json(snakemake.output.record, record)

@@ -2,6 +2,7 @@
 from par.datasets import load_labels
 from par.io import read_json
 from par.logs import job_log
+from par.provenance import provenance
 from par.streams import describe, prepare_task, task_from_json, task_normalisation, task_users, write_task
 
 with job_log(snakemake.log[0]) as log:
@@ -14,4 +15,4 @@ with job_log(snakemake.log[0]) as log:
     prepared["mean"], prepared["std"] = task_normalisation(prepared, snakemake.input.images)
     log.info("%s; mean %s std %s", describe(prepared), prepared["mean"], prepared["std"])
     task_from_json(prepared)  # fails here, not in a later job, if anything is missing
-    write_task(snakemake.output[0], prepared)
+    write_task(snakemake.output[0], {**prepared, "provenance": provenance(snakemake.params, "cpu")})
