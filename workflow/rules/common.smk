@@ -10,13 +10,12 @@ from snakemake.exceptions import WorkflowError
 # tests/test_startup.py checks it).
 from par.config import ConfigError, check_run, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
-from par.extractor import ExtractorWeightsUnavailable, check_weights
 from par.io import read_json
 from par.learners import get_method
 from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
-from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
 from par.provenance import code_hash
+from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
 
 RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
