@@ -105,8 +105,8 @@ AGGREGATE = _schema(
 # ---- PROVENANCE ---------------------------------------------------------------------------
 # Every output carries one provenance dict, built by par.provenance.provenance():
 # Parquet files in their footer metadata (key ``provenance``, JSON), JSON records
-# (stream.json, plan.json, cells/task*.json, states/task*.json) under the key
-# ``provenance``, HDF5 files (features/…/task*.h5, prototypes.h5) in the attribute
+# (task<t>.json, plan.json, cells/task*.json, states/task*.json) under the key
+# ``provenance``, HDF5 files (features/…/task*.h5, prototypes/task*.h5) in the attribute
 # ``provenance`` (JSON).  par.provenance.read_provenance(path) reads any of them.
 PROVENANCE = {
     "code_hash": "'sha256:<hex>' of the job's script and every par module it imports, transitively "

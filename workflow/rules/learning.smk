@@ -3,7 +3,7 @@ checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
         distances=results("relatedness/{bench}/seed{seed}/distances.parquet"),
-        stream=stream_path,
+        tasks=all_task_jsons,
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
@@ -25,7 +25,7 @@ rule search_cell:
     """MDL search of a cell for an allocate-search task (SPEC §4)."""
     input:
         images=images_path,
-        stream=stream_path,
+        task=task_json,
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
