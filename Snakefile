@@ -38,6 +38,10 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/relatedness.smk"
 include: "workflow/rules/learning.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/paper.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 # Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from par.benchmarks import BENCHMARKS
+from par.ablations import generated_runs, resolve_aliases
 from par.config import ConfigError, check_run, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source
 from par.extractor import ExtractorWeightsUnavailable, check_weights
@@ -36,7 +37,24 @@ def _settings():
 
 
 RUNS = _settings()
-PLAN_RUNS = [r for r, s in RUNS.items() if get_method(s["method"]).needs_plan]
+CONFIG_RUNS = list(RUNS)
+PLAN_RUNS = [r for r in CONFIG_RUNS if get_method(RUNS[r]["method"]).needs_plan]
+
+
+def _generated_runs():
+    """Runs of the paper targets (Table 5, sweeps, switches), minus those equal to a run."""
+    try:
+        settings = {name: run_settings(config, raw) for name, raw in generated_runs(PAPER_TARGETS, config).items()}
+        for name, s in settings.items():
+            check_run(name, s)
+        return resolve_aliases(RUNS, settings)
+    except ConfigError as err:
+        raise WorkflowError(str(err))
+
+
+PAPER_TARGETS = config["paper_targets"]
+GENERATED_RUNS, RUN_ALIASES = _generated_runs()
+RUNS.update(GENERATED_RUNS)
 
 
 wildcard_constraints:
@@ -147,7 +165,7 @@ def run_outputs(wildcards):
     return files
 
 
-METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in RUNS]
+METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 TABLES = [results(f"tables/{name}") for name in
           ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")]
 

@@ -1,0 +1,221 @@
+"""The paper's tables and figures as targets (table1..table5, fig3..fig6, ablation, paper).
+
+Every table compares with par/data/paper_results.csv (the targets file); a cell
+whose run or benchmark is not configured reads "not run", a method the project
+does not implement "not reproduced".  Only configured benchmarks are run.
+"""
+from par.ablations import SWITCHES, selected_switches, switch_status
+from par.targets import TABLE_TITLES, load_targets
+
+TARGETS = load_targets()
+ABLATION_BENCHMARK = PAPER_TARGETS["ablation_benchmark"]
+PAPER_TABLES = sorted(TABLE_TITLES)
+
+
+def _actual(run):
+    return RUN_ALIASES.get(run, run)
+
+
+def _metrics(benchmarks, runs):
+    """metrics.parquet of ``runs`` (aliases resolved) on the configured ones of ``benchmarks``."""
+    return sorted({results(f"runs/{b}/seed{s}/{_actual(r)}/metrics.parquet")
+                   for b in benchmarks if b in BENCHMARK_NAMES for s in SEEDS
+                   for r in runs if _actual(r) in RUNS})
+
+
+def _table_benchmarks(number):
+    """Benchmarks a paper table's runs are made on (Table 5: the ablation benchmark)."""
+    if number == 5:
+        return [ABLATION_BENCHMARK]
+    return list(dict.fromkeys(TARGETS[TARGETS.table == number].benchmark))
+
+
+def paper_table_metrics(wildcards):
+    number = int(wildcards.number)
+    runs = set(TARGETS[TARGETS.table == number].run.dropna())
+    return _metrics(_table_benchmarks(number), runs)
+
+
+def measured_on(wildcards):
+    """Table 5's paper benchmark -> the benchmark its runs are made on."""
+    return {"cifar100-10": ABLATION_BENCHMARK} if int(wildcards.number) == 5 else {}
+
+
+SWEEPS = {  # figure -> (parameter, {run: value})
+    "3": ("alpha", {f"alpha-{v:g}": v for v in PAPER_TARGETS["alpha_sweep"]}),
+    "4": ("beta", {f"beta-{v:g}": v for v in PAPER_TARGETS["beta_sweep"]}),
+}
+
+
+def switch_runs_unavailable():
+    """Switch run -> why it cannot run in this build (relatedness switches, keys not in the schema)."""
+    return {s.run: why for s in selected_switches(PAPER_TARGETS["switches"])
+            if (why := switch_status(s, config)) is not None}
+
+
+def grouping_inputs(wildcards):
+    bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
+    if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
+        return {}
+    return {"plan": results(f"runs/{bench}/seed{SEEDS[0]}/{_actual(run)}/plan.json"),
+            "stream": results(f"data/{bench}/seed{SEEDS[0]}/stream.json")}
+
+
+def distance_benchmarks():
+    return [b for b in PAPER_TARGETS["distance_benchmarks"] if b in BENCHMARK_NAMES]
+
+
+rule paper_table:
+    """One of the paper's Tables 1-5 beside our runs, a verdict per cell."""
+    input:
+        metrics=paper_table_metrics,
+    output:
+        table=results("tables/table{number}.parquet"),
+        markdown=results("tables/table{number}.md"),
+        html=report(results("tables/table{number}.html"), category="Paper tables",
+                    caption="../report/paper_table.rst", labels={"table": "Table {number}"}),
+    params:
+        aliases=RUN_ALIASES,
+        measured_on=measured_on,
+        title=lambda w: TABLE_TITLES[int(w.number)],
+    wildcard_constraints:
+        number="[1-5]",
+    localrule: True
+    log:
+        results("logs/paper_table/table{number}.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/par.yaml"
+    script:
+        "../scripts/paper_table.py"
+
+
+rule sweep_figure:
+    """AP, M, experts and T against alpha (Fig. 3, beta fixed) or beta (Fig. 4, alpha fixed)."""
+    input:
+        metrics=lambda w: _metrics([ABLATION_BENCHMARK], SWEEPS[w.number][1]),
+    output:
+        figure=report(results("figures/fig{number}.png"), category="Paper figures",
+                      caption="../report/sweep_figure.rst", labels={"figure": "Fig. {number}"}),
+    params:
+        parameter=lambda w: SWEEPS[w.number][0],
+        values=lambda w: SWEEPS[w.number][1],
+        aliases=RUN_ALIASES,
+        benchmark=ABLATION_BENCHMARK,
+        title=lambda w: (f"Fig. 3: alpha sweep (beta = {PAPER_TARGETS['sweep_beta']:g})" if w.number == "3"
+                         else f"Fig. 4: beta sweep (alpha = {PAPER_TARGETS['sweep_alpha']:g})"),
+    wildcard_constraints:
+        number="[34]",
+    localrule: True
+    log:
+        results("logs/sweep_figure/fig{number}.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/par.yaml"
+    script:
+        "../scripts/sweep_figure.py"
+
+
+rule task_groups_figure:
+    """Task groups and experts of one PAR run, tasks named by their classes (Fig. 5)."""
+    input:
+        unpack(grouping_inputs),
+    output:
+        figure=report(results("figures/fig5.png"), category="Paper figures",
+                      caption="../report/task_groups_figure.rst", labels={"figure": "Fig. 5"}),
+    params:
+        benchmark=PAPER_TARGETS["grouping_benchmark"],
+        run=PAPER_TARGETS["grouping_run"],
+        title="Fig. 5: task groups and experts",
+    localrule: True
+    log:
+        results("logs/task_groups_figure.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/par.yaml"
+    script:
+        "../scripts/task_groups_figure.py"
+
+
+rule distance_figure:
+    """Task-distance heatmaps of several streams, tasks labelled by dataset and classes (Fig. 6)."""
+    input:
+        distances=[results(f"relatedness/{b}/seed{SEEDS[0]}/distances.parquet") for b in distance_benchmarks()],
+        streams=[results(f"data/{b}/seed{SEEDS[0]}/stream.json") for b in distance_benchmarks()],
+    output:
+        figure=report(results("figures/fig6.png"), category="Paper figures",
+                      caption="../report/distance_figure.rst", labels={"figure": "Fig. 6"}),
+    params:
+        benchmarks=PAPER_TARGETS["distance_benchmarks"],
+        title="Fig. 6: task distances KL(q_i || q_j)",
+    localrule: True
+    log:
+        results("logs/distance_figure.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/par.yaml"
+    script:
+        "../scripts/distance_figure.py"
+
+
+rule switch_ablation:
+    """Every paper-vs-code switch of SPEC, one run each, everything else as the par run."""
+    input:
+        metrics=_metrics([ABLATION_BENCHMARK], ["par"] + [s.run for s in selected_switches(PAPER_TARGETS["switches"])]),
+    output:
+        table=results("tables/ablation_switches.parquet"),
+        markdown=results("tables/ablation_switches.md"),
+        html=report(results("tables/ablation_switches.html"), category="Ablations",
+                    caption="../report/switch_ablation.rst", labels={"table": "SPEC switches"}),
+    params:
+        switches=PAPER_TARGETS["switches"],
+        unavailable=switch_runs_unavailable(),
+        aliases=RUN_ALIASES,
+        benchmark=ABLATION_BENCHMARK,
+        reference_run="par",
+    localrule: True
+    log:
+        results("logs/switch_ablation.log"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/par.yaml"
+    script:
+        "../scripts/switch_ablation.py"
+
+
+def _table_files(number):
+    return [results(f"tables/table{number}.{ext}") for ext in ("parquet", "md", "html")]
+
+
+PAPER_OUTPUTS = {
+    **{f"table{n}": _table_files(n) for n in PAPER_TABLES},
+    **{f"fig{n}": [results(f"figures/fig{n}.png")] for n in (3, 4, 5, 6)},
+    "ablation": [results(f"tables/ablation_switches.{ext}") for ext in ("parquet", "md", "html")],
+}
+
+for _target, _files in PAPER_OUTPUTS.items():
+
+    rule:
+        name:
+            _target
+        input:
+            _files,
+        localrule: True
+
+
+rule paper:
+    """Every table and figure of the paper (Tables 1-5, Fig. 3-6) and the switch ablation."""
+    localrule: True
+    input:
+        [f for files in PAPER_OUTPUTS.values() for f in files],
+        TABLES,
