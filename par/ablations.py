@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from par.config import ConfigError
+from par.config import SECTIONS, ConfigError
 
 # Table 5 (paper Sec. 4.3): row label of paper_results.csv -> (run name, overrides).
 # Columns of the paper's table: Fixed = the DARTS-V2 cell, FS = fine-grained search
@@ -67,15 +67,12 @@ SWITCHES: tuple[Switch, ...] = (
     Switch("expert", "factorized_reduce_bn", True, "FactorizedReduce applies its BatchNorm (DARTS)"),
 )
 
-# Sections a run may override (par.config.SECTIONS); the others are global to a
-# reproduction (distances are computed once per benchmark and seed).
-_RUN_SECTIONS = ("training", "planning", "search", "expert", "backbone", "lwf")
 
 
 def switch_status(switch: Switch, config: dict) -> str | None:
     """None when ``switch`` can be run in this build, else why not."""
-    if switch.section not in _RUN_SECTIONS:
-        return "not ablatable yet (relatedness is computed once per benchmark and seed, not per run)"
+    if switch.section not in SECTIONS:
+        return f"not ablatable: {switch.section} is not a section a run may override"
     if switch.key not in config.get(switch.section, {}):
         return "not in this build"
     return None
@@ -123,14 +120,21 @@ def selected_switches(names: list[str]) -> list[Switch]:
     return [s for s in SWITCHES if s.name in names]
 
 
-def table5_runs() -> dict[str, dict]:
-    """Raw run entries of the Table 5 rows (``par`` is the configured run itself)."""
-    return {run: {"method": "par", **overrides} for run, overrides in TABLE5_RUNS.values() if run != "par"}
+def table5_runs(rows: list[str] | None = None) -> dict[str, dict]:
+    """Raw run entries of the Table 5 rows labelled ``rows`` (default: all; the
+    row of PAR itself is the configured run ``par``).  ConfigError for an
+    unknown label."""
+    rows = list(TABLE5_RUNS) if rows is None else rows
+    unknown = sorted(set(rows) - set(TABLE5_RUNS))
+    if unknown:
+        raise ConfigError(f"paper_targets.table5_rows: {unknown} are not rows of Table 5; choose from {list(TABLE5_RUNS)}")
+    return {run: {"method": "par", **overrides} for row, (run, overrides) in TABLE5_RUNS.items()
+            if row in rows and run != "par"}
 
 
 def generated_runs(targets: dict, config: dict) -> dict[str, dict]:
     """Every run the paper targets need, from the ``paper_targets`` config section."""
-    runs = table5_runs()
+    runs = table5_runs(targets["table5_rows"])
     runs.update(sweep_runs(targets["alpha_sweep"], targets["beta_sweep"], fixed_beta=targets["sweep_beta"],
                            fixed_alpha=targets["sweep_alpha"]))
     runs.update(switch_runs(targets["switches"], config))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-SECTIONS = ("training", "planning", "search", "expert", "backbone", "lwf")
+SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf")
 
 
 class ConfigError(ValueError):
@@ -35,3 +35,17 @@ def check_run(name: str, settings: dict) -> None:
             f"runs.{name}: planning.alpha={planning['alpha']} is larger than planning.beta={planning['beta']}; "
             "alpha <= beta is required (s <= alpha joins a group, s > beta searches a cell)"
         )
+
+
+def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str | None:
+    """Name of a run's relatedness variant, or None when it uses the global
+    ``relatedness`` settings (then its distances are the default files).
+
+    The name lists the keys that differ, sorted, e.g. ``zero_is_far-true`` or
+    ``clamp_per_class-false+distance_split-train``; it names the folder
+    ``relatedness/<bench>/seed<s>/variants/<name>/``.
+    """
+    differ = {k: v for k, v in run_relatedness.items() if global_relatedness.get(k) != v}
+    if not differ:
+        return None
+    return "+".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{str(v).lower()}" for k, v in sorted(differ.items()))

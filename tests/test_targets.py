@@ -8,7 +8,7 @@ import pytest
 
 from par.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
                            switch_status)
-from par.config import ConfigError
+from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, plan_tasks
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
                          readme_section, render_readme, table_cells, verdict, with_aliases)
@@ -129,12 +129,25 @@ def test_switch_runs_only_for_switches_this_build_has():
     names = ["planning.head_only_ratio", "search.mdl_update", "expert.factorized_reduce_bn", "relatedness.zero_is_far"]
     runs = switch_runs(names, config)
     assert runs == {"switch-head_only_ratio-0.1": {"method": "par", "planning": {"head_only_ratio": 0.1}},
+                    "switch-zero_is_far-true": {"method": "par", "relatedness": {"zero_is_far": True}},
                     "switch-mdl_update-logits": {"method": "par", "search": {"mdl_update": "logits"}}}
     by_name = {s.name: s for s in SWITCHES}
     assert switch_status(by_name["expert.factorized_reduce_bn"], config) == "not in this build"
-    assert switch_status(by_name["relatedness.zero_is_far"], config).startswith("not ablatable yet")
+    assert switch_status(by_name["relatedness.zero_is_far"], config) is None
     with pytest.raises(ConfigError, match="paper_targets.switches"):
         selected_switches(["planning.alpah"])
+
+
+def test_relatedness_variant_names_the_settings_that_differ():
+    default = {"distance_split": "val", "clamp_per_class": True, "zero_is_far": False, "epsilon": 1e-8}
+    assert relatedness_variant(dict(default), default) is None
+    assert relatedness_variant({**default, "zero_is_far": True}, default) == "zero_is_far-true"
+    assert relatedness_variant({**default, "distance_split": "train", "clamp_per_class": False}, default) == \
+        "clamp_per_class-false+distance_split-train"
+    assert relatedness_variant({**default, "epsilon": 1e-6}, default) == "epsilon-1e-06"
+    settings = run_settings({section: {} for section in SECTIONS} | {"relatedness": default},
+                            {"method": "par", "relatedness": {"zero_is_far": True}})
+    assert settings["relatedness"] == {**default, "zero_is_far": True}
 
 
 def test_generated_runs_equal_to_a_run_become_aliases():

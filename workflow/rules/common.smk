@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from par.benchmarks import BENCHMARKS
 from par.ablations import generated_runs, resolve_aliases
-from par.config import ConfigError, check_run, run_settings
+from par.config import ConfigError, check_run, relatedness_variant, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source
 from par.extractor import ExtractorWeightsUnavailable, check_weights
 from par.io import read_json
@@ -56,6 +56,11 @@ PAPER_TARGETS = config["paper_targets"]
 GENERATED_RUNS, RUN_ALIASES = _generated_runs()
 RUNS.update(GENERATED_RUNS)
 
+# Runs that override `relatedness` get their own distances (and, for another split,
+# features), named by the settings that differ; the global settings keep the default paths.
+RUN_RELATEDNESS = {r: relatedness_variant(s["relatedness"], config["relatedness"]) for r, s in RUNS.items()}
+RELATEDNESS_VARIANTS = {v: RUNS[r]["relatedness"] for r, v in RUN_RELATEDNESS.items() if v is not None}
+
 
 wildcard_constraints:
     bench="|".join(map(re.escape, BENCHMARKS)),
@@ -63,6 +68,8 @@ wildcard_constraints:
     seed=r"\d+",
     run="|".join(map(re.escape, RUNS)),
     task=r"[1-9]\d*",
+    variant="|".join(map(re.escape, RELATEDNESS_VARIANTS)) or "no-variant",
+    split="val|train",
 
 
 def n_tasks(bench):
@@ -76,6 +83,13 @@ def images_path(wildcards):
 def task_features(wildcards):
     return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/task{t}.h5")
             for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+def run_distances(wildcards):
+    """The distances a run plans from: the default file, or its relatedness variant's."""
+    variant = RUN_RELATEDNESS[wildcards.run]
+    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
+    return results(f"{folder}/distances.parquet" if variant is None else f"{folder}/variants/{variant}/distances.parquet")
 
 
 def stream_path(wildcards):

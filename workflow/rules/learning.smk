@@ -2,7 +2,7 @@
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
-        distances=results("relatedness/{bench}/seed{seed}/distances.parquet"),
+        distances=run_distances,
         stream=stream_path,
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),

@@ -1,0 +1,116 @@
+"""The paper targets (table1..table5, fig3..fig6, ablation, paper) and the HTML report
+on one tiny real-data run (the CIFAR-10 slice; TINY of test_workflow with one run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from test_workflow import REPO, config_for, scheduled_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+PAPER_TARGETS = {
+    # Everything on the one benchmark the tiny run has.  The sweeps' values equal the run
+    # `par` (alpha = beta = 1 in TINY), so they reuse its results instead of running again;
+    # four Table 5 rows ("4 Reg" is `par` here too) and two switches keep the run short.
+    "ablation_benchmark": "cifar10-5",
+    "table5_rows": ["1 Fixed", "2 FS", "4 Reg", "PAR FS+CS+Reg"],
+    "alpha_sweep": [1.0], "sweep_beta": 1.0, "beta_sweep": [1.0], "sweep_alpha": 1.0,
+    "grouping_benchmark": "cifar10-5",
+    "distance_benchmarks": ["cifar10-5", "ctrl-s-minus"],
+    "switches": ["relatedness.zero_is_far", "planning.relatedness_map"],
+}
+
+
+@pytest.fixture(scope="module")
+def paper_run(cifar10_slice, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("paper")
+    config = config_for(cifar10_slice)
+    config["runs"] = {"par": {"method": "par"}}
+    config["paper_targets"] = PAPER_TARGETS
+    result = snakemake(workdir, config, "paper")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, config, result.stdout + result.stderr
+
+
+def test_paper_tables_on_the_tiny_run(paper_run):
+    workdir, config, output = paper_run
+    res = workdir / "results"
+    for n in range(1, 6):
+        assert (res / f"tables/table{n}.md").read_text().startswith(f"## Table {n}")
+        assert (res / f"tables/table{n}.html").stat().st_size > 500
+    # Tables 1-4: benchmarks not configured -> not run; methods without a run -> not reproduced
+    t3 = pd.read_parquet(res / "tables/table3.parquet").set_index(["benchmark", "method", "metric"])
+    assert t3.loc[("cifar100-10", "PAR", "AP"), "status"] == "not run"
+    assert t3.loc[("cifar100-10", "PAR", "AP"), "paper"] == 0.853
+    assert t3.loc[("cifar100-10", "A-GEM", "AP"), "status"] == "not reproduced"
+    assert set(pd.read_parquet(res / "tables/table1.parquet").status) <= {"not run", "not reproduced",
+                                                                         "no paper value"}
+
+    # Table 5: every row measured on cifar10-5 (values, no verdict against CIFAR100-10)
+    t5 = pd.read_parquet(res / "tables/table5.parquet").set_index(["method", "metric"])
+    ap = t5.xs("AP", level="metric")
+    ran = PAPER_TARGETS["table5_rows"]
+    assert (ap.loc[ran].status == "other benchmark").all() and (ap.loc[ran].n_seeds == 1).all()
+    assert (ap.drop(index=ran).status == "not run").all()
+    # "4 Reg" (alpha = beta = 1) has the settings of `par` here: same results, not run twice
+    assert t5.loc[("4 Reg", "AP"), "mean"] == t5.loc[("PAR FS+CS+Reg", "AP"), "mean"]
+    assert not (res / "runs/cifar10-5/seed0/t5-reg").exists()
+    summary = pd.read_parquet(res / "runs/cifar10-5/seed0/par/metrics.parquet")
+    assert t5.loc[("PAR FS+CS+Reg", "M_millions"), "mean"] == pytest.approx(summary.M_millions.iloc[0])
+
+    def plan(run):
+        return json.loads((res / f"runs/cifar10-5/seed0/{run}/plan.json").read_text())["tasks"]
+
+    # Fixed: no regularization, every expert the DARTS-V2 cell; FS: every expert searches
+    assert [d["genotype_source"] for d in plan("t5-fixed")] == ["darts_v2"] * 5
+    assert [d["group"] for d in plan("t5-fixed")] == [1, 2, 3, 4, 5]
+    assert [d["genotype_source"] for d in plan("t5-fs")] == [1, 2, 3, 4, 5]
+    assert len(list((res / "runs/cifar10-5/seed0/t5-fs/cells").glob("task*.json"))) == 5
+
+
+def test_paper_figures_and_switch_ablation(paper_run):
+    workdir, config, output = paper_run
+    res = workdir / "results"
+    for n in (3, 4, 5, 6):
+        assert (res / f"figures/fig{n}.png").stat().st_size > 5000
+    # Fig. 5 names the tasks by the stream's class names
+    log = (res / "logs/task_groups_figure.log").read_text()
+    assert "group 1 (cell of T1)" in log and "airplane, automobile" in log
+    assert "cifar10-5" in (res / "logs/distance_figure.log").read_text()
+
+    table = pd.read_parquet(res / "tables/ablation_switches.parquet").set_index("switch")
+    assert table.loc["relatedness.zero_is_far", "status"] == "ran"
+    assert table.loc["relatedness.zero_is_far", "run"] == "switch-zero_is_far-true"
+    # its own distances in a variant folder; the default distances stay where they were
+    rel = res / "relatedness/cifar10-5/seed0"
+    variant = pd.read_parquet(rel / "variants/zero_is_far-true/distances.parquet")
+    default = pd.read_parquet(rel / "distances.parquet")
+    off_diagonal = default.i != default.j
+    assert ((default.kl == 0) == (variant.kl == 1.0))[off_diagonal].all()   # exactly the zeros became 1
+    assert (variant.kl[default.kl != 0] == default.kl[default.kl != 0]).all()
+    plan = json.loads((res / "runs/cifar10-5/seed0/switch-zero_is_far-true/plan.json").read_text())
+    assert plan["run"] == "switch-zero_is_far-true"
+    schema = yaml.safe_load((REPO / "workflow/schemas/sections.schema.yaml").read_text())
+    has_map = "relatedness_map" in schema["$defs"]["planning"]["properties"]
+    assert (table.loc["planning.relatedness_map", "status"] == "ran") == has_map
+    assert "| relatedness.zero_is_far" in (res / "tables/ablation_switches.md").read_text()
+
+    # each target alone is up to date
+    for target in ("table1", "table5", "fig3", "fig6", "ablation"):
+        dry = snakemake(workdir, config, target, "--dry-run")
+        assert dry.returncode == 0 and scheduled_jobs(dry.stdout) == set(), dry.stdout[-2000:]
+
+
+def test_report_shows_every_table_and_figure(paper_run):
+    workdir, config, _ = paper_run
+    result = snakemake(workdir, config, "paper", "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-4000:]
+    html = (workdir / "report.html").read_text()
+    for name in ("fig3.png", "fig4.png", "fig5.png", "fig6.png", "table1.html", "table5.html",
+                 "ablation_switches.html", "ap_vs_parameters.png", "Paper tables", "Paper figures", "Ablations"):
+        assert name in html, name
