@@ -28,6 +28,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_paper.smk"
 
 
 rule all_tables:

@@ -74,7 +74,8 @@ def sweep_figure(points: pd.DataFrame, parameter: str, path: str | Path, title: 
     :data:`SWEEP_PANELS` columns; each panel shows mean ± std over seeds.
     """
     fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(4.0 * len(SWEEP_PANELS), 3.2))
-    stats = points.groupby("value").agg(["mean", "std"]).sort_index()
+    columns = [column for column, _ in SWEEP_PANELS]
+    stats = points.groupby("value")[columns].agg(["mean", "std"]).sort_index()
     for ax, (column, label) in zip(axes, SWEEP_PANELS):
         ax.errorbar(stats.index, stats[column]["mean"], yerr=stats[column]["std"].fillna(0.0), marker="o", capsize=3)
         ax.set_xlabel(parameter)

@@ -158,7 +158,10 @@ def table_markdown(cells: pd.DataFrame, title: str | None = None) -> str:
     view.insert(0, "run", [runs.get(m) or "–" for m in view.index])
     counts = cells.status.value_counts()
     tally = ", ".join(f"{k}: {counts[k]}" for k in counts.index)
-    return (f"## {title or TABLE_TITLES.get(table, f'Table {table}')}\n\n" + view.reset_index().to_markdown(index=False)
+    moved = cells[cells.measured_on.notna() & (cells.measured_on != cells.benchmark)]
+    note = "".join(f"Runs of the {paper} columns were made on {ours} (paper_targets.ablation_benchmark).\n\n"
+                   for paper, ours in dict(zip(moved.benchmark, moved.measured_on)).items())
+    return (f"## {title or TABLE_TITLES.get(table, f'Table {table}')}\n\n{note}" + view.reset_index().to_markdown(index=False)
             + f"\n\nCells: paper → our mean ± std over seeds (status). Status: |mean − paper| ≤ tolerance + std "
             f"is within tolerance, else a gap. {tally}.\n")
 

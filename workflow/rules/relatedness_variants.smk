@@ -3,27 +3,6 @@
 files there are untouched."""
 
 
-def _global_split(wildcards):
-    return RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"] == config["relatedness"]["distance_split"]
-
-
-def variant_features(wildcards):
-    """The variant's features: the default files for the global split, else its own split's."""
-    split = RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"]
-    if _global_split(wildcards):
-        return task_features(wildcards)
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/split-{split}/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
-
-
-def variant_prototypes(wildcards):
-    """The default prototypes for the global split, else the variant's own."""
-    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
-    if _global_split(wildcards):
-        return results(f"features/{wildcards.bench}/seed{wildcards.seed}/prototypes.h5")
-    return results(f"{folder}/variants/{wildcards.variant}/prototypes.h5")
-
-
 rule extract_features_split:
     """ResNet18 features (n, 512) of one task's `split` images, for a relatedness variant (SPEC §1)."""
     input:
