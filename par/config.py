@@ -37,15 +37,19 @@ def check_run(name: str, settings: dict) -> None:
         )
 
 
-def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str | None:
-    """Name of a run's relatedness variant, or None when it uses the global
-    ``relatedness`` settings (then its distances are the default files).
+# The relatedness settings that change distances.parquet; zero_is_far is applied by the plan.
+DISTANCE_KEYS = ("distance_split", "clamp_per_class", "epsilon")
 
-    The name lists the keys that differ, sorted, e.g. ``zero_is_far-true`` or
+
+def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str | None:
+    """Name of a run's relatedness variant, or None when its distances are those
+    of the global ``relatedness`` settings (the default files).
+
+    The name lists the :data:`DISTANCE_KEYS` that differ, sorted, e.g. ``clamp_per_class-false`` or
     ``clamp_per_class-false+distance_split-train``; it names the folder
     ``relatedness/<bench>/seed<s>/variants/<name>/``.
     """
-    differ = {k: v for k, v in run_relatedness.items() if global_relatedness.get(k) != v}
+    differ = {k: v for k, v in run_relatedness.items() if k in DISTANCE_KEYS and global_relatedness.get(k) != v}
     if not differ:
         return None
     return "+".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{str(v).lower()}" for k, v in sorted(differ.items()))

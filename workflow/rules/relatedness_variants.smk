@@ -57,7 +57,6 @@ rule variant_distances:
         heatmap=results("relatedness/{bench}/seed{seed}/variants/{variant}/distances.png"),
     params:
         clamp_per_class=lambda w: RELATEDNESS_VARIANTS[w.variant]["clamp_per_class"],
-        zero_is_far=lambda w: RELATEDNESS_VARIANTS[w.variant]["zero_is_far"],
         epsilon=lambda w: RELATEDNESS_VARIANTS[w.variant]["epsilon"],
     localrule: True
     log:
