@@ -130,15 +130,21 @@ def distance_heatmaps(panels: list[tuple[str, np.ndarray, list[str]]], path: str
     _save(fig, path)
 
 
-def task_label(task: dict, dataset: str, *, max_names: int = 5, with_dataset: bool = True) -> str:
+def task_label(task: dict, dataset: str, *, max_names: int = 5, with_dataset: bool = True,
+               superclass: dict[str, str] | None = None) -> str:
     """A task's label from its stream entry (``stream.json``): its ``name`` when
-    the stream gives one (e.g. a CIFAR-100 superclass), else its class names
-    (the first ``max_names``), prefixed by its dataset when asked (CTrL streams
-    mix datasets; a task's own ``dataset`` wins over the stream's)."""
+    the stream gives one; else the superclass its classes share, when
+    ``superclass`` (class name -> superclass name) maps all of them to one (paper
+    Fig. 5: CIFAR100-coarse tasks named by superclass); else its class names (the
+    first ``max_names``).  Prefixed by its dataset when asked (CTrL streams mix
+    datasets; a task's own ``dataset`` wins over the stream's)."""
+    names = list(task.get("class_names", []))
+    shared = {superclass.get(n) for n in names} if superclass else set()
     if task.get("name"):
         text = str(task["name"])
+    elif len(shared) == 1 and None not in shared:
+        text = shared.pop().replace("_", " ")
     else:
-        names = list(task.get("class_names", []))
         text = ", ".join(names[:max_names]) + (" …" if len(names) > max_names else "")
     source = task.get("dataset", dataset)
     return f"{source}: {text}" if with_dataset and source else text

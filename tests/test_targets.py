@@ -9,7 +9,9 @@ import pytest
 from par.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
                            switch_status)
 from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
+from par.datasets import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, plan_tasks
+from par.plots import task_label
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
                          readme_section, render_readme, table_cells, verdict, with_aliases)
 
@@ -158,3 +160,15 @@ def test_generated_runs_equal_to_a_run_become_aliases():
     assert aliases == {"alpha-0.5": "par", "beta-0.9": "alpha-0.3"} and list(new) == ["alpha-0.3"]
     with pytest.raises(ConfigError, match="runs.t5-fs"):
         resolve_aliases({"t5-fs": par}, {"t5-fs": {"method": "par", "x": 1}})
+
+
+def test_task_labels_of_the_figures():
+    fine_to_coarse, fine_names, coarse_names = cifar100_coarse_table()
+    superclass = {name: coarse_names[c] for name, c in zip(fine_names, fine_to_coarse)}
+    aquatic = {"task": 1, "class_names": ["beaver", "dolphin", "otter", "seal", "whale"]}
+    assert task_label(aquatic, "cifar100", superclass=superclass, with_dataset=False) == "aquatic mammals"
+    mixed = {"task": 2, "class_names": ["beaver", "apple"]}
+    assert task_label(mixed, "cifar100", superclass=superclass) == "cifar100: beaver, apple"
+    named = {"task": 3, "name": "S-", "dataset": "mnist", "class_names": [str(d) for d in range(10)]}
+    assert task_label(named, "ctrl") == "mnist: S-"
+    assert task_label({"task": 4, "class_names": list("abcdefg")}, "x", max_names=2) == "x: a, b …"

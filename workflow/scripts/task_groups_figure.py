@@ -1,4 +1,5 @@
 """Rule task_groups_figure: the task groups of one PAR run, tasks named by their classes (paper Fig. 5)."""
+from par.datasets import cifar100_coarse_table
 from par.io import read_json
 from par.logs import job_log
 from par.plots import placeholder, task_groups_figure, task_label
@@ -9,7 +10,13 @@ with job_log(snakemake.log[0]) as log:
         placeholder(snakemake.output.figure, p.title, f"not run: {p.benchmark} / run {p.run} is not configured")
     else:
         plan, stream = read_json(snakemake.input.plan), read_json(snakemake.input.stream)
-        labels = {t["task"]: task_label(t, stream["dataset"], with_dataset=False) for t in stream["tasks"]}
+        # CIFAR-100 tasks are named by their superclass when all their classes share one.
+        superclass = None
+        if stream["dataset"] == "cifar100":
+            fine_to_coarse, fine_names, coarse_names = cifar100_coarse_table()
+            superclass = {name: coarse_names[c] for name, c in zip(fine_names, fine_to_coarse)}
+        labels = {t["task"]: task_label(t, stream["dataset"], with_dataset=False, superclass=superclass)
+                  for t in stream["tasks"]}
         groups = {int(g): tasks for g, tasks in plan["groups"].items()}
         notes = {}
         for d in plan["tasks"]:
