@@ -78,8 +78,9 @@ def switch_status(switch: Switch, config: dict) -> str | None:
     return None
 
 
-def _key(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def sweep_run(parameter: str, value: float) -> str:
+    """Name of the sweep run of ``parameter`` (alpha or beta) at ``value``, e.g. ``alpha-0.3``."""
+    return f"{parameter}-{value:g}"
 
 
 def sweep_runs(alpha_values: list[float], beta_values: list[float], *, fixed_beta: float = 0.75,
@@ -94,12 +95,12 @@ def sweep_runs(alpha_values: list[float], beta_values: list[float], *, fixed_bet
         if alpha > fixed_beta:
             raise ConfigError(f"paper_targets.alpha_sweep: alpha={alpha} is larger than "
                               f"paper_targets.sweep_beta={fixed_beta}; alpha <= beta is required")
-        runs[f"alpha-{_key(alpha)}"] = {"method": "par", "planning": {"alpha": alpha, "beta": fixed_beta}}
+        runs[sweep_run("alpha", alpha)] = {"method": "par", "planning": {"alpha": alpha, "beta": fixed_beta}}
     for beta in beta_values:
         if fixed_alpha > beta:
             raise ConfigError(f"paper_targets.beta_sweep: beta={beta} is smaller than "
                               f"paper_targets.sweep_alpha={fixed_alpha}; alpha <= beta is required")
-        runs[f"beta-{_key(beta)}"] = {"method": "par", "planning": {"alpha": fixed_alpha, "beta": beta}}
+        runs[sweep_run("beta", beta)] = {"method": "par", "planning": {"alpha": fixed_alpha, "beta": beta}}
     return runs
 
 

@@ -1,6 +1,6 @@
 """Lookups of the paper targets (paper.smk) and of relatedness variants
 (relatedness_variants.smk): which runs, benchmarks and files each needs."""
-from par.ablations import selected_switches, switch_status
+from par.ablations import selected_switches, sweep_run, switch_status
 from par.targets import TABLE_TITLES, load_targets
 
 TARGETS = load_targets()
@@ -41,13 +41,13 @@ def measured_on(wildcards):
 
 
 SWEEPS = {  # figure -> (parameter, {run: value})
-    "3": ("alpha", {f"alpha-{v:g}": v for v in PAPER_TARGETS["alpha_sweep"]}),
-    "4": ("beta", {f"beta-{v:g}": v for v in PAPER_TARGETS["beta_sweep"]}),
+    "3": ("alpha", {sweep_run("alpha", v): v for v in PAPER_TARGETS["alpha_sweep"]}),
+    "4": ("beta", {sweep_run("beta", v): v for v in PAPER_TARGETS["beta_sweep"]}),
 }
 
 
 def switch_runs_unavailable():
-    """Switch run -> why it cannot run in this build (relatedness switches, keys not in the schema)."""
+    """Switch run -> why it cannot run in this build (a key this build's schema lacks)."""
     return {s.run: why for s in selected_switches(PAPER_TARGETS["switches"])
             if (why := switch_status(s, config)) is not None}
 
