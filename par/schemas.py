@@ -118,7 +118,7 @@ TARGET_CELLS = _schema(
 
 SWITCH_ABLATION = _schema(
     ("switch", pa.string(), "config key section.key of the SPEC switch"),
-    ("value", pa.string(), "the paper-text value the run sets (default: authors' code)"),
+    ("value", pa.string(), "the non-default value the run sets (defaults follow the authors' code)"),
     ("what", pa.string(), "what the switch changes"),
     ("run", pa.string(), "generated run name (null when it cannot run in this build)"),
     ("benchmark", pa.string(), "benchmark of the ablation (paper_targets.ablation_benchmark)"),
@@ -130,5 +130,5 @@ SWITCH_ABLATION = _schema(
     ("n_groups_mean", pa.float64(), "mean number of experts"),
     ("hours_mean", pa.float64(), "mean summed wall time, hours"),
     ("delta_AP", pa.float64(), "AP_mean minus the AP of the reference run (par)"),
-    ("status", pa.string(), "ran | not run | not in this build | not ablatable yet (...)"),
+    ("status", pa.string(), "ran | not run | not in this build | not ablatable (...)"),
 )
