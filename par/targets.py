@@ -30,6 +30,7 @@ standard deviation s, s = 0 for one seed), paper value p and tolerance τ:
 """
 from __future__ import annotations
 
+import html
 import math
 from importlib import resources
 from pathlib import Path
@@ -145,37 +146,45 @@ def cell_text(row) -> str:
     return f"{paper} → {ours} ({row.status})"
 
 
+def _wide(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper method (with its run), one column per (benchmark, metric)."""
+    wide = cells.assign(text=[cell_text(r) for r in cells.itertuples(index=False)],
+                        column=cells.benchmark + " " + cells.metric)
+    order = list(dict.fromkeys(wide.column))
+    view = wide.pivot_table(index="method", columns="column", values="text", aggfunc="first", sort=False)
+    view = view.reindex(columns=order).fillna("")
+    view.columns.name = None
+    runs = wide.groupby("method", sort=False).run.first()
+    view.insert(0, "run", [runs.get(m) or "–" for m in view.index])
+    return view.reset_index()
+
+
+def _notes(cells: pd.DataFrame) -> str:
+    moved = cells[cells.measured_on.notna() & (cells.measured_on != cells.benchmark)]
+    return "".join(f"Runs of the {paper} columns were made on {ours} (paper_targets.ablation_benchmark).\n\n"
+                   for paper, ours in dict(zip(moved.benchmark, moved.measured_on)).items())
+
+
 def table_markdown(cells: pd.DataFrame, title: str | None = None) -> str:
     """One row per paper method, one column per (benchmark, metric):
     ``paper → mean ± std (status)``."""
     table = int(cells.table.iloc[0]) if len(cells) else 0
-    wide = cells.assign(text=[cell_text(r) for r in cells.itertuples(index=False)],
-                        column=cells.benchmark + " " + cells.metric)
-    order = list(dict.fromkeys(wide.column))
-    view = wide.pivot_table(index="method", columns="column", values="text", aggfunc="first", sort=False)
-    view = view.reindex(columns=order).fillna("")
-    runs = wide.groupby("method", sort=False).run.first()
-    view.insert(0, "run", [runs.get(m) or "–" for m in view.index])
     counts = cells.status.value_counts()
     tally = ", ".join(f"{k}: {counts[k]}" for k in counts.index)
-    moved = cells[cells.measured_on.notna() & (cells.measured_on != cells.benchmark)]
-    note = "".join(f"Runs of the {paper} columns were made on {ours} (paper_targets.ablation_benchmark).\n\n"
-                   for paper, ours in dict(zip(moved.benchmark, moved.measured_on)).items())
-    return (f"## {title or TABLE_TITLES.get(table, f'Table {table}')}\n\n{note}" + view.reset_index().to_markdown(index=False)
+    return (f"## {title or TABLE_TITLES.get(table, f'Table {table}')}\n\n{_notes(cells)}"
+            + _wide(cells).to_markdown(index=False)
             + f"\n\nCells: paper → our mean ± std over seeds (status). Status: |mean − paper| ≤ tolerance + std "
             f"is within tolerance, else a gap. {tally}.\n")
 
 
-def table_html(markdown_title: str, cells: pd.DataFrame) -> str:
+def table_html(title: str, cells: pd.DataFrame) -> str:
     """A self-contained HTML page of the same table (for ``snakemake --report``)."""
-    wide = cells.assign(text=[cell_text(r) for r in cells.itertuples(index=False)],
-                        column=cells.benchmark + " " + cells.metric)
-    order = list(dict.fromkeys(wide.column))
-    view = wide.pivot_table(index="method", columns="column", values="text", aggfunc="first", sort=False)
-    view = view.reindex(columns=order).fillna("")
+    notes = "".join(f"<p>{html.escape(line)}</p>" for line in _notes(cells).split("\n\n") if line)
     return ("<html><head><meta charset='utf-8'><style>td,th{padding:2px 8px;border:1px solid #ccc;font:13px sans-serif}"
             "table{border-collapse:collapse}</style></head><body>"
-            f"<h3>{markdown_title}</h3>{view.to_html(escape=True)}</body></html>\n")
+            f"<h3>{html.escape(title)}</h3>{notes}{_wide(cells).to_html(index=False, escape=True)}"
+            "<p>Cells: paper → our mean ± std over seeds (status); within tolerance: |mean − paper| ≤ tolerance + std."
+            "</p></body></html>\n")
 
 
 # ---- the README section -------------------------------------------------------------------
