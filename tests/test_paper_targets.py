@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from par.provenance import read_provenance
 from test_workflow import config_for, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -60,6 +61,9 @@ def test_paper_tables_on_the_tiny_run(paper_run):
     # "4 Reg" (alpha = beta = 1) has the settings of `par` here: same results, not run twice
     assert t5.loc[("4 Reg", "AP"), "mean"] == t5.loc[("PAR FS+CS+Reg", "AP"), "mean"]
     assert not (res / "runs/cifar10-5/seed0/t5-reg").exists()
+    record = read_provenance(res / "tables/table5.parquet")       # what the table combines
+    assert record["config"]["aliases"]["t5-reg"] == "par"
+    assert len(record["upstream"]["code_hash"]) >= 2               # metrics, learn_task, ... of the runs
     summary = pd.read_parquet(res / "runs/cifar10-5/seed0/par/metrics.parquet")
     assert t5.loc[("PAR FS+CS+Reg", "M_millions"), "mean"] == pytest.approx(summary.M_millions.iloc[0])
 

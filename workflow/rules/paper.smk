@@ -17,6 +17,7 @@ rule paper_table:
         html=report(results("tables/table{number}.html"), category="Paper tables",
                     caption="../report/paper_table.rst", labels={"table": "Table {number}"}),
     params:
+        code=code_version("paper_table.py"),
         aliases=RUN_ALIASES,
         measured_on=measured_on,
         title=lambda w: TABLE_TITLES[int(w.number)],
@@ -42,6 +43,7 @@ rule sweep_figure:
         figure=report(results("figures/fig{number}.png"), category="Paper figures",
                       caption="../report/sweep_figure.rst", labels={"figure": "Fig. {number}"}),
     params:
+        code=code_version("sweep_figure.py"),
         parameter=lambda w: SWEEPS[w.number][0],
         values=lambda w: SWEEPS[w.number][1],
         aliases=RUN_ALIASES,
@@ -70,6 +72,7 @@ rule task_groups_figure:
         figure=report(results("figures/fig5.png"), category="Paper figures",
                       caption="../report/task_groups_figure.rst", labels={"figure": "Fig. 5"}),
     params:
+        code=code_version("task_groups_figure.py"),
         benchmark=PAPER_TARGETS["grouping_benchmark"],
         run=PAPER_TARGETS["grouping_run"],
         title="Fig. 5: task groups and experts",
@@ -94,6 +97,7 @@ rule distance_figure:
         figure=report(results("figures/fig6.png"), category="Paper figures",
                       caption="../report/distance_figure.rst", labels={"figure": "Fig. 6"}),
     params:
+        code=code_version("distance_figure.py"),
         benchmarks=PAPER_TARGETS["distance_benchmarks"],
         title="Fig. 6: task distances KL(q_i || q_j)",
     localrule: True
@@ -118,6 +122,7 @@ rule switch_ablation:
         html=report(results("tables/ablation_switches.html"), category="Ablations",
                     caption="../report/switch_ablation.rst", labels={"table": "SPEC switches"}),
     params:
+        code=code_version("switch_ablation.py"),
         switches=PAPER_TARGETS["switches"],
         unavailable=switch_runs_unavailable(),
         aliases=RUN_ALIASES,

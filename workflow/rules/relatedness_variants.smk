@@ -11,6 +11,7 @@ rule extract_features_split:
     output:
         results("features/{bench}/seed{seed}/split-{split}/task{task}.h5"),
     params:
+        code=code_version("extract_features.py"),
         weights=config["extractor"]["weights"],
         weights_seed=config["extractor"]["seed"],
         split=lambda w: w.split,
@@ -35,6 +36,8 @@ rule prototypes_split:
         variant_features,
     output:
         results("relatedness/{bench}/seed{seed}/variants/{variant}/prototypes.h5"),
+    params:
+        code=code_version("prototypes.py"),
     localrule: True
     log:
         results("logs/prototypes/{bench}/seed{seed}/variants/{variant}.log"),
@@ -56,6 +59,7 @@ rule variant_distances:
         table=results("relatedness/{bench}/seed{seed}/variants/{variant}/distances.parquet"),
         heatmap=results("relatedness/{bench}/seed{seed}/variants/{variant}/distances.png"),
     params:
+        code=code_version("distances.py"),
         clamp_per_class=lambda w: RELATEDNESS_VARIANTS[w.variant]["clamp_per_class"],
         epsilon=lambda w: RELATEDNESS_VARIANTS[w.variant]["epsilon"],
     localrule: True

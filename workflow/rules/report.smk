@@ -10,6 +10,7 @@ rule metrics:
         accuracy=results("runs/{bench}/seed{seed}/{run}/accuracy_matrix.parquet"),
         tasks=results("runs/{bench}/seed{seed}/{run}/tasks.parquet"),
     params:
+        code=code_version("metrics.py"),
         method=lambda w: RUNS[w.run]["method"],
     log:
         results("logs/metrics/{bench}/seed{seed}/{run}.log"),
@@ -33,6 +34,8 @@ rule tables:
         aggregate_md=results("tables/aggregate.md"),
         figure=report(results("tables/ap_vs_parameters.png"), category="Summary",
                       caption="../report/ap_vs_parameters.rst"),
+    params:
+        code=code_version("tables.py"),
     log:
         results("logs/tables.log"),
     resources:
