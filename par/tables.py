@@ -18,7 +18,7 @@ def paper_results() -> pd.DataFrame:
     """The paper's numbers in long form (the targets file, :mod:`par.targets`):
     table, benchmark, method (the paper's row), metric, value, run, tolerance."""
     with resources.files("par").joinpath("data/paper_results.csv").open() as f:
-        return pd.read_csv(f, dtype={"run": "string"})
+        return pd.read_csv(f, dtype={"run": "string"}, comment="#")
 
 
 def paper_value(paper: pd.DataFrame, benchmark: str, run: str, metric: str) -> tuple[float | None, int | None]:

@@ -62,16 +62,17 @@ TABLE_TITLES = {
 
 
 def load_targets(path: str | Path | None = None) -> pd.DataFrame:
-    """The targets file (default: the packaged ``par/data/paper_results.csv``).
+    """The targets file (default: the packaged ``par/data/paper_results.csv``);
+    lines starting with ``#`` are comments.
 
     Raises CorruptFileError naming the file when a column is missing, a metric is
     unknown or a tolerance is negative / missing beside a paper value.
     """
     if path is None:
         with resources.files("par").joinpath("data/paper_results.csv").open() as f:
-            frame, name = pd.read_csv(f, dtype={"run": "string"}), "par/data/paper_results.csv"
+            frame, name = pd.read_csv(f, dtype={"run": "string"}, comment="#"), "par/data/paper_results.csv"
     else:
-        frame, name = pd.read_csv(path, dtype={"run": "string"}), str(path)
+        frame, name = pd.read_csv(path, dtype={"run": "string"}, comment="#"), str(path)
     missing = set(COLUMNS) - set(frame.columns)
     if missing:
         raise CorruptFileError(f"{name}: missing columns {sorted(missing)}")
