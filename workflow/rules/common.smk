@@ -1,6 +1,7 @@
 """Paths, wildcard constraints, run settings and the lookups rules share."""
 import functools
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -17,6 +18,7 @@ from par.learners import get_method
 from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
 from par.provenance import code_hash
+from par.resume import record_owner, stale_lock_hint
 
 RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
@@ -102,6 +104,12 @@ def stream_path(wildcards):
 
 def run_dir(wildcards):
     return results(f"runs/{wildcards.bench}/seed{wildcards.seed}/{wildcards.run}")
+
+
+def mem_mb_per_attempt(mb):
+    """``mem_mb`` growing with Snakemake's attempt (mb, 2 mb, 3 mb): a job the
+    scheduler killed for memory is retried with more (``retries`` in the SLURM profile)."""
+    return lambda wildcards, attempt: mb * attempt
 
 
 @functools.lru_cache(maxsize=None)
@@ -223,3 +231,9 @@ def check_inputs_available():
 
 onstart:
     check_inputs_available()
+    record_owner()  # who holds the lock, for `python -m par.resume` (par/resume.py)
+
+
+# A lock left by a killed Snakemake: say so, and name the command that resumes.
+if (_hint := stale_lock_hint()) is not None:
+    print(_hint, file=sys.stderr)

@@ -36,7 +36,7 @@ rule search_cell:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=8000,
+        mem_mb=mem_mb_per_attempt(8000),
         runtime=240,
     log:
         results("logs/search_cell/{bench}/seed{seed}/{run}/task{task}.log"),
@@ -63,7 +63,7 @@ rule learn_task:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=8000,
+        mem_mb=mem_mb_per_attempt(8000),
         runtime=360,
     log:
         results("logs/learn_task/{bench}/seed{seed}/{run}/task{task}.log"),
