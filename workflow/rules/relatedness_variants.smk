@@ -18,7 +18,7 @@ rule extract_features_split:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=4000,
+        mem_mb=mem_mb_per_attempt(4000),
         runtime=30,
     log:
         results("logs/extract_features/{bench}/seed{seed}/split-{split}/task{task}.log"),
