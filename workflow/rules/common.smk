@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 # Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
 # parses this file, and importing torch would cost seconds (issue 8;
 # tests/test_startup.py checks it).
-from par.config import ConfigError, check_run, run_settings
+from par.ablations import generated_runs, resolve_aliases
+from par.config import ConfigError, check_run, relatedness_variant, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.io import read_json
 from par.learners import get_method
@@ -75,7 +76,29 @@ def _settings():
 
 
 RUNS = _settings()
-PLAN_RUNS = [r for r, s in RUNS.items() if get_method(s["method"]).needs_plan]
+CONFIG_RUNS = list(RUNS)
+PLAN_RUNS = [r for r in CONFIG_RUNS if get_method(RUNS[r]["method"]).needs_plan]
+
+
+def _generated_runs():
+    """Runs of the paper targets (Table 5, sweeps, switches), minus those equal to a run."""
+    try:
+        settings = {name: run_settings(config, raw) for name, raw in generated_runs(PAPER_TARGETS, config).items()}
+        for name, s in settings.items():
+            check_run(name, s)
+        return resolve_aliases(RUNS, settings)
+    except ConfigError as err:
+        raise WorkflowError(str(err))
+
+
+PAPER_TARGETS = config["paper_targets"]
+GENERATED_RUNS, RUN_ALIASES = _generated_runs()
+RUNS.update(GENERATED_RUNS)
+
+# Runs that override `relatedness` get their own distances (and, for another split,
+# features), named by the settings that differ; the global settings keep the default paths.
+RUN_RELATEDNESS = {r: relatedness_variant(s["relatedness"], config["relatedness"]) for r, s in RUNS.items()}
+RELATEDNESS_VARIANTS = {v: RUNS[r]["relatedness"] for r, v in RUN_RELATEDNESS.items() if v is not None}
 
 
 wildcard_constraints:
@@ -84,6 +107,8 @@ wildcard_constraints:
     seed=r"\d+",
     run="|".join(map(re.escape, RUNS)),
     task=r"[1-9]\d*",
+    variant="|".join(map(re.escape, RELATEDNESS_VARIANTS)) or "no-variant",
+    split="val|train",
 
 
 def n_tasks(bench):
@@ -135,6 +160,13 @@ def task_features(wildcards):
 def task_prototypes(wildcards):
     return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/prototypes/task{t}.h5")
             for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+def run_distances(wildcards):
+    """The distances a run plans from: the default file, or its relatedness variant's."""
+    variant = RUN_RELATEDNESS[wildcards.run]
+    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
+    return results(f"{folder}/distances.parquet" if variant is None else f"{folder}/variants/{variant}/distances.parquet")
 
 
 def run_dir(wildcards):
@@ -238,7 +270,7 @@ def run_outputs(wildcards):
     return files
 
 
-METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in RUNS]
+METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 TABLES = [results(f"tables/{name}") for name in
           ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")]
 

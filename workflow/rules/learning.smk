@@ -2,14 +2,14 @@
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
-        distances=results("relatedness/{bench}/seed{seed}/distances.parquet"),
+        distances=run_distances,
         tasks=all_task_jsons,
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
         code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
-        zero_is_far=config["relatedness"]["zero_is_far"],
+        zero_is_far=lambda w: RUNS[w.run]["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
     resources:
