@@ -28,7 +28,7 @@ from torch import nn
 
 from par.datasets import url_reachable
 from par.io import atomic_path, read_hdf5
-from par.training import normalize
+from par.transforms import normalize
 
 FEATURE_DIM = 512
 IMAGENET = "IMAGENET1K_V1"

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from par.transforms import normalize  # noqa: F401  (shared with the extractor)
+
 log = logging.getLogger(__name__)
 
 
@@ -42,13 +44,6 @@ class TrainConfig:
     crop_padding: int = 4
     brightness: float = 63 / 255
     eval_batch_size: int = 500
-
-
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Channel-wise (x − mean) / std of (n, 3, H, W) images in [0, 1]."""
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
 
 
 def to_float_images(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,19 @@ import numpy as np
 RAINBOW_COLOURS: dict[str, tuple[int, int, int]] = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 
+def normalize(x, mean, std):
+    """Channel-wise (x − mean) / std of (n, C, H, W) float images in [0, 1] (a torch tensor).
+
+    Shared by the frozen extractor (SPEC §1) and the training loop (SPEC §5); it
+    lives here so that a change of the training loop does not re-run features.
+    """
+    import torch
+
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
 def to_rgb(images: np.ndarray) -> np.ndarray:
     """(n, H, W) or (n, H, W, 1|3) uint8 → (n, H, W, 3) uint8; a grayscale channel is copied."""
     images = np.asarray(images)

@@ -155,14 +155,12 @@ def test_unchanged_code_reruns_nothing_and_parsing_imports_no_torch(copied_run):
     # then the plan checkpoint; PAR's learn jobs wait for the new plan (they re-run only
     # where it changes), finetune's do not depend on relatedness at all
     ("par/extractor.py", {("extract_features", None, t) for t in TASKS}
-     | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
+     | {("prototypes", None, t) for t in TASKS}
+     | {("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
      | TAIL),
-    # training: learn jobs, and also features (par.extractor imports training.normalize), hence
-    # the plan; PAR's search and learn jobs (whose code changed too) follow the plan checkpoint,
-    # which a dry-run cannot look past
-    ("par/training.py", {("extract_features", None, t) for t in TASKS}
-     | {("prototypes", None, None), ("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
-     | {("learn_task", "finetune", t) for t in TASKS} | {("metrics", "finetune", None)} | TAIL),
+    # training: every learn job and PAR's one cell search (par.mdl imports the loop), never
+    # features, prototypes, distances or the plan
+    ("par/training.py", LEARN_ALL | {("search_cell", "par", 1)} | TAIL),
 ])
 def test_library_change_reruns_exactly_the_jobs_that_execute_it(copied_run, module, expected):
     assert dry_run_after_editing(copied_run, module) == expected
