@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-SECTIONS = ("training", "planning", "search", "expert", "backbone", "lwf")
+SECTIONS = ("training", "planning", "search", "expert", "backbone", "lwf", "ewc", "lwf_baseline", "mas", "mas_alpha")
 
 
 class ConfigError(ValueError):
