@@ -10,7 +10,8 @@ import pandas as pd
 from par import schemas
 
 # Name of each of our methods in the paper's tables.
-PAPER_METHOD = {"par": "PAR", "finetune": "Finetune", "independent": "Independent"}
+PAPER_METHOD = {"par": "PAR", "finetune": "Finetune", "independent": "Independent",
+                "ewc": "EWC", "lwf": "LwF", "mas": "MAS"}
 # Table 5 names the full method by its components.
 PAPER_METHOD_TABLE5 = {"par": "PAR FS+CS+Reg"}
 # Which paper table a metric is taken from, in order of preference: Table 3 is

@@ -149,6 +149,15 @@ def test_baselines_chain_like_finetune():
 
 # ---- real CIFAR-10 --------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small convolutions on a shared CPU: one thread is fastest and deterministic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 BODY = {"kind": "light_resnet18", "width": 8}
 CPU = torch.device("cpu")
 # Forgetting test: tasks memorised without augmentation at a high learning rate,
@@ -187,7 +196,7 @@ def _task_accuracy(model, stream, images, t):
     return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, CPU))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_penalties_forget_less_than_finetune(seed, stream, cifar10_arrays):
     """Drop of task 1's accuracy (on its memorised training images) after task 2."""
     forgetting = {}
@@ -200,7 +209,7 @@ def test_penalties_forget_less_than_finetune(seed, stream, cifar10_arrays):
         assert forgetting[method] < forgetting["finetune"] - 0.05, forgetting
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_lwf_keeps_the_old_head_closer_to_its_teacher_than_finetune(seed, stream, cifar10_arrays):
     """LwF preserves the old head's soft outputs on the new task's images (what it
     distils); on 72 training images per task its accuracy on task 1 is not
