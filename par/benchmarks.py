@@ -30,17 +30,57 @@ def _cifar10_pairs(seed: int) -> list[list[int]]:
     return [[2 * int(k), 2 * int(k) + 1] for k in order]
 
 
+def cifar100_class_order(seed: int, n_train_images: int = 50000, n_classes: int = 100) -> list[int]:
+    """The CIFAR-100 class order of the authors' loader (src/dataloaders/cifar100.py), SPEC §8.
+
+    Their run seeds NumPy's global generator, draws the validation split with
+    ``permutation(n_train_images)`` (see :func:`cifar100_validation_split`) and then
+    shuffles ``range(n_classes)``; the same draws from ``RandomState(seed)``.
+    Seed 0 starts 97, 66, 33, 19, 34, 3, 12, 2, 13, 92.  Returns n_classes class ids.
+    """
+    draws = np.random.RandomState(seed)
+    draws.permutation(n_train_images)
+    order = np.arange(n_classes)
+    draws.shuffle(order)
+    return [int(c) for c in order]
+
+
+def cifar100_validation_split(train_labels: np.ndarray, seed: int, val_fraction: float = 0.1,
+                              max_per_class: int | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per class, (validation, train) indices into the train split, as the authors'
+    ``_split_per_class`` draws them (src/dataloaders/cifar100.py; SPEC §8).
+
+    ``RandomState(seed).permutation(n)`` orders all n train images (the draw that
+    precedes :func:`cifar100_class_order`); a class's images in that order, the
+    first ``int(n_c · val_fraction)`` are validation (CIFAR-100: 50 of 500), the
+    rest train.  ``max_per_class`` (CPU subsets; not in the authors' code) keeps
+    only the first that many of a class before the cut.
+    train_labels: (n,) int class ids.  Returns {class id: (val (k,), train (n_c − k,))}.
+    """
+    train_labels = np.asarray(train_labels)
+    perm = np.random.RandomState(seed).permutation(len(train_labels))
+    in_draw_order = train_labels[perm]
+    split = {}
+    for c in np.unique(train_labels):
+        members = perm[in_draw_order == c][:max_per_class]
+        n_val = int(len(members) * val_fraction)
+        split[int(c)] = (members[:n_val], members[n_val:])
+    return split
+
+
 def _cifar100_chunks(classes_per_task: int) -> Callable[[int], list[list[int]]]:
     def split(seed: int) -> list[list[int]]:
-        perm = np.random.RandomState(seed).permutation(100)
-        return [[int(c) for c in perm[i:i + classes_per_task]] for i in range(0, 100, classes_per_task)]
+        order = cifar100_class_order(seed)
+        return [order[i:i + classes_per_task] for i in range(0, 100, classes_per_task)]
     return split
 
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """How one benchmark cuts its dataset: ``task_classes(seed)`` gives the class
-    ids of each task in stream order."""
+    ids of each task in stream order; ``validation_split`` (optional) draws the
+    per-class (val, train) indices like :func:`cifar100_validation_split`,
+    otherwise :func:`make_stream` draws them per class."""
 
     name: str
     dataset: str
@@ -48,12 +88,15 @@ class BenchmarkSpec:
     task_classes: Callable[[int], list[list[int]]]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    validation_split: Callable[..., dict[int, tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "cifar10-5": BenchmarkSpec("cifar10-5", "cifar10", 5, _cifar10_pairs, CIFAR10_MEAN, CIFAR10_STD),
-    "cifar100-10": BenchmarkSpec("cifar100-10", "cifar100", 10, _cifar100_chunks(10), CIFAR100_MEAN, CIFAR100_STD),
-    "cifar100-20": BenchmarkSpec("cifar100-20", "cifar100", 20, _cifar100_chunks(5), CIFAR100_MEAN, CIFAR100_STD),
+    "cifar100-10": BenchmarkSpec("cifar100-10", "cifar100", 10, _cifar100_chunks(10), CIFAR100_MEAN, CIFAR100_STD,
+                                 cifar100_validation_split),
+    "cifar100-20": BenchmarkSpec("cifar100-20", "cifar100", 20, _cifar100_chunks(5), CIFAR100_MEAN, CIFAR100_STD,
+                                 cifar100_validation_split),
 }
 
 
@@ -135,7 +178,8 @@ def make_stream(benchmark: str, train_labels: np.ndarray, test_labels: np.ndarra
 
     Per class, the train images are shuffled with a seeded generator, optionally
     cut to ``max_train_per_class``, and the first ``round(val_fraction * n)`` of
-    them become validation images (CIFAR-100: 450 train / 50 val per class).
+    them become validation images; benchmarks with a ``validation_split`` use
+    it instead (CIFAR-100: the authors' draw, 450 train / 50 val per class).
     Test images are all of the class's test images, or a seeded subset of
     ``max_test_per_class``.
 
@@ -153,14 +197,20 @@ def make_stream(benchmark: str, train_labels: np.ndarray, test_labels: np.ndarra
     """
     spec = BENCHMARKS[benchmark]
     rng = np.random.default_rng(seed)
+    drawn = (spec.validation_split(train_labels, seed, val_fraction, max_train_per_class)
+             if spec.validation_split else {})
     tasks = []
     for number, classes in enumerate(spec.task_classes(seed), start=1):
         train, val, test = [], [], []
         for c in classes:
-            idx = rng.permutation(np.flatnonzero(train_labels == c))
-            if max_train_per_class is not None:
-                idx = idx[:max_train_per_class]
-            n_val = int(round(val_fraction * len(idx)))
+            if c in drawn:
+                idx = np.concatenate(drawn[c])
+                n_val = len(drawn[c][0])
+            else:
+                idx = rng.permutation(np.flatnonzero(train_labels == c))
+                if max_train_per_class is not None:
+                    idx = idx[:max_train_per_class]
+                n_val = int(round(val_fraction * len(idx)))
             if len(idx) == 0 or n_val == 0 or n_val == len(idx):
                 raise ValueError(
                     f"class {c} of {benchmark} has {len(idx)} train images; cannot split "

@@ -62,10 +62,17 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset 1×1 convs of stride 2, concatenated."""
+    """Halve the resolution with two offset 1×1 convs of stride 2, concatenated.
 
-    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+    (n, c_in, H, W) → (n, c_out, ⌈H/2⌉, ⌈W/2⌉).  The BatchNorm is always built (its
+    affine parameters count in M), but applied only with ``apply_bn``: the
+    authors' code comments it out of ``forward`` (SPEC §4, default False);
+    DARTS applies it (``expert.factorized_reduce_bn: true``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True, apply_bn: bool = False):
         super().__init__()
+        self.apply_bn = apply_bn
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
@@ -73,10 +80,11 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+        return self.bn(out) if self.apply_bn else out
 
 
-def make_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
+def make_op(name: str, channels: int, stride: int, affine: bool, factorized_reduce_bn: bool = False) -> nn.Module:
     """One candidate operation (DARTS definitions), channels in = channels out."""
     if name == "none":
         return Zero(stride)
@@ -85,7 +93,7 @@ def make_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
     if name == "skip_connect":
-        return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, affine)
+        return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, affine, factorized_reduce_bn)
     if name == "sep_conv_3x3":
         return SepConv(channels, channels, 3, stride, 1, affine)
     if name == "dil_conv_3x3":
@@ -139,8 +147,9 @@ def reduction_layers(n_layers: int) -> set[int]:
     return {n_layers // 3, 2 * n_layers // 3}
 
 
-def _preprocess(c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool):
-    pre0 = (FactorizedReduce(c_prev_prev, channels, affine) if reduction_prev
+def _preprocess(c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool,
+                factorized_reduce_bn: bool):
+    pre0 = (FactorizedReduce(c_prev_prev, channels, affine, factorized_reduce_bn) if reduction_prev
             else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine))
     return pre0, ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
 
@@ -149,15 +158,17 @@ class Cell(nn.Module):
     """A cell with fixed operations given by a :class:`Genotype`."""
 
     def __init__(self, genotype: Genotype, c_prev_prev: int, c_prev: int, channels: int,
-                 reduction: bool, reduction_prev: bool):
+                 reduction: bool, reduction_prev: bool, factorized_reduce_bn: bool = False):
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, True)
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, True,
+                                                         factorized_reduce_bn)
         pairs = genotype.reduce if reduction else genotype.normal
         self.concat = genotype.reduce_concat if reduction else genotype.normal_concat
         self.inputs = [node for _, node in pairs]
         self.ops = nn.ModuleList(
-            make_op(op, channels, 2 if reduction and node < 2 else 1, affine=True) for op, node in pairs
+            make_op(op, channels, 2 if reduction and node < 2 else 1, affine=True,
+                    factorized_reduce_bn=factorized_reduce_bn) for op, node in pairs
         )
         self.multiplier = len(self.concat)
 
@@ -201,12 +212,14 @@ class Expert(_CellStack):
     """A task group's expert: stem, ``n_layers`` cells of ``genotype``, global pool.
 
     ``forward``: (n, in_channels, H, W) → (n, out_features) with out_features = 4·channels.
-    Defaults are the paper's (C = 64, L = 4, stem 3C; SPEC §4).
+    Defaults are the paper's (C = 64, L = 4, stem 3C; SPEC §4);
+    ``factorized_reduce_bn`` see :class:`FactorizedReduce`.
     """
 
     def __init__(self, genotype: Genotype, channels: int = 64, n_layers: int = 4,
-                 stem_multiplier: int = 3, in_channels: int = 3):
-        super().__init__(lambda *args: Cell(genotype, *args), channels, n_layers, stem_multiplier, in_channels)
+                 stem_multiplier: int = 3, in_channels: int = 3, factorized_reduce_bn: bool = False):
+        super().__init__(lambda *args: Cell(genotype, *args, factorized_reduce_bn=factorized_reduce_bn),
+                         channels, n_layers, stem_multiplier, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(x)
@@ -215,11 +228,11 @@ class Expert(_CellStack):
 class MixedOp(nn.Module):
     """All candidate operations of one edge of the one-shot supernet; one is run per step."""
 
-    def __init__(self, channels: int, stride: int):
+    def __init__(self, channels: int, stride: int, factorized_reduce_bn: bool = False):
         super().__init__()
         ops = []
         for name in PRIMITIVES:
-            op = make_op(name, channels, stride, affine=False)
+            op = make_op(name, channels, stride, affine=False, factorized_reduce_bn=factorized_reduce_bn)
             if "pool" in name:  # as in DARTS search: pools get a non-affine BN
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             ops.append(op)
@@ -232,12 +245,15 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     """A supernet cell: every one of the 14 edges runs the operation chosen for it."""
 
-    def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool):
+    def __init__(self, c_prev_prev: int, c_prev: int, channels: int, reduction: bool, reduction_prev: bool,
+                 factorized_reduce_bn: bool = False):
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, False)
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, False,
+                                                         factorized_reduce_bn)
         self.edges = nn.ModuleList(
-            MixedOp(channels, 2 if reduction and j < 2 else 1) for i in range(STEPS) for j in range(2 + i)
+            MixedOp(channels, 2 if reduction and j < 2 else 1, factorized_reduce_bn)
+            for i in range(STEPS) for j in range(2 + i)
         )
         self.multiplier = STEPS
 
@@ -256,12 +272,14 @@ class SuperNet(_CellStack):
     with one operation index (into :data:`PRIMITIVES`) per edge for each cell type.
 
     ``stem_multiplier`` defaults to 1 as in the authors' search network
-    (src/automl/par_basicmodel.py).  Output: (n, n_classes) logits.
+    (src/automl/par_basicmodel.py).  ``factorized_reduce_bn`` see
+    :class:`FactorizedReduce`.  Output: (n, n_classes) logits.
     """
 
     def __init__(self, n_classes: int, channels: int = 64, n_layers: int = 4,
-                 stem_multiplier: int = 1, in_channels: int = 3):
-        super().__init__(SearchCell, channels, n_layers, stem_multiplier, in_channels)
+                 stem_multiplier: int = 1, in_channels: int = 3, factorized_reduce_bn: bool = False):
+        super().__init__(lambda *args: SearchCell(*args, factorized_reduce_bn=factorized_reduce_bn),
+                         channels, n_layers, stem_multiplier, in_channels)
         self.classifier = nn.Linear(self.out_features, n_classes)
 
     def forward(self, x: torch.Tensor, normal_ops: list[int], reduce_ops: list[int]) -> torch.Tensor:

@@ -126,12 +126,39 @@ class SearchConfig:
     channels: int = 64
     n_layers: int = 4
     augment: bool = True
+    factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (SPEC §4)
 
 
 @dataclass
 class SearchResult:
+    """The derived genotype, one history row per sample epoch, and the seconds the
+    search itself took (from the call of :func:`search_cell` to its return: the
+    device is already held then, so waiting for a GPU slot is not counted in T)."""
+
     genotype: Genotype
     history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def search_halves(train_images: torch.Tensor, train_labels: torch.Tensor, mean, std, config: SearchConfig,
+                  device: torch.device, generator: torch.Generator) -> tuple[Batches, Batches]:
+    """Split a task's training set 50/50 at random into search-train and search-val (SPEC §4).
+
+    The first ⌊n/2⌋ of a random permutation train the supernet (shuffled), the
+    rest score sampled architectures.  Both halves get the training augmentation
+    when ``config.augment`` (authors' code: both samplers read the training
+    dataset with its transforms), drawn from ``generator``.
+    Images: (n, H, W, 3) uint8; labels: (n,).  Returns (search-train, search-val).
+    """
+    n = len(train_labels)
+    perm = torch.randperm(n, generator=generator)
+    fit_idx, val_idx = perm[: n // 2], perm[n // 2:]
+    train_cfg = TrainConfig(batch_size=config.batch_size, augment=config.augment)
+    fit_batches = Batches(train_images[fit_idx], train_labels[fit_idx], mean, std, config.batch_size, device,
+                          shuffle=True, augment=config.augment, config=train_cfg, generator=generator)
+    val_batches = Batches(train_images[val_idx], train_labels[val_idx], mean, std, 500, device,
+                          augment=config.augment, config=train_cfg, generator=generator)
+    return fit_batches, val_batches
 
 
 def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classes: int, mean, std,
@@ -139,23 +166,20 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
     """Search a cell for one task by MDL (SPEC §4).
 
     train_images: (n, H, W, 3) uint8; train_labels: (n,) local labels.  The set
-    is split 50/50 at random into search-train and search-val.  Each history
+    is split 50/50 at random into search-train and search-val, both augmented
+    (:func:`search_halves`).  Each history
     row records the sampled operations, the search-val accuracy and both edge
     distributions after the update.  ``seed`` fixes the split, the supernet's
     initial weights, the samples and the data order.
     """
+    search_start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    n = len(train_labels)
-    perm = torch.randperm(n, generator=generator)
-    fit_idx, val_idx = perm[: n // 2], perm[n // 2:]
-    train_cfg = TrainConfig(batch_size=config.batch_size, augment=config.augment)
-    fit_batches = Batches(train_images[fit_idx], train_labels[fit_idx], mean, std, config.batch_size, device,
-                          shuffle=True, augment=config.augment, config=train_cfg, generator=generator)
-    val_batches = Batches(train_images[val_idx], train_labels[val_idx], mean, std, 500, device)
+    fit_batches, val_batches = search_halves(train_images, train_labels, mean, std, config, device, generator)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers).to(device)
+        net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers,
+                       factorized_reduce_bn=config.factorized_reduce_bn).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.sample_epochs, eta_min=config.lr_min)
@@ -189,7 +213,8 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
         })
         log.info("search epoch %d/%d  loss %.4f  search-val acc %.4f  (%.1f s)", epoch + 1, config.sample_epochs,
                  history[-1]["train_loss"], accuracy, history[-1]["seconds"])
-    return SearchResult(derive_genotype(dists["normal"].p, dists["reduce"].p), history)
+    return SearchResult(derive_genotype(dists["normal"].p, dists["reduce"].p), history,
+                        time.perf_counter() - search_start)
 
 
 class _Sampled(nn.Module):

@@ -3,7 +3,8 @@
 A body is described by a JSON-able *spec*, so that a saved model state can be
 rebuilt without the code that created it:
 
-- ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3}``
+- ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3,
+  "factorized_reduce_bn": false}``
   (PAR, :class:`par.cells.Expert`);
 - ``{"kind": "light_resnet18", "width": 64}`` (baselines, SPEC §7).
 """
@@ -51,7 +52,8 @@ def build_body(spec: dict) -> nn.Module:
     kind = spec["kind"]
     if kind == "expert":
         return Expert(Genotype.from_json(spec["genotype"]), channels=spec["channels"], n_layers=spec["n_layers"],
-                      stem_multiplier=spec.get("stem_multiplier", 3))
+                      stem_multiplier=spec.get("stem_multiplier", 3),
+                      factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
     if kind == "light_resnet18":
         return LightResNet18(width=spec.get("width", 64))
     raise ValueError(f"unknown body kind {kind!r}")

@@ -9,6 +9,11 @@ parallel.  Strategies:
   the nearest group's expert;
 - ``regularize``: join the nearest group, learn with LwF distillation;
 - ``regularize-head``: join the nearest group, train only the new head.
+
+Two variants of SPEC are switches here: the order of Eq. 5 and Eq. 6
+(``relatedness_map``) and the coarse level of the hierarchical search
+(``coarse_search``: the β threshold of the authors' code, or a seeded draw
+among the existing experts' cells and the unknown cell, paper Sec. 3.3).
 """
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ ALLOCATE_REUSE = "allocate-reuse"
 REGULARIZE = "regularize"
 REGULARIZE_HEAD = "regularize-head"
 DARTS_V2 = "darts_v2"
+UNKNOWN_CELL = "unknown"   # coarse-level candidate: a new cell found by MDL search
+RELATEDNESS_MAPS = ("per_pair", "per_group")
+COARSE_SEARCHES = ("threshold", "sample")
 
 
 def relatedness_score(s_prime: float) -> float:
@@ -30,6 +38,53 @@ def relatedness_score(s_prime: float) -> float:
 
 
 _GROUP_DISTANCE = {"mean": np.mean, "min": np.min, "max": np.max}
+
+
+def group_score(kl: np.ndarray, *, relatedness_map: str = "per_pair", group_distance: str = "mean",
+                zero_is_far: bool = False) -> float:
+    """s_{t,g} of Eq. 5–6 from the distances KL̂(q_t‖q_j) of task t to the tasks j of group g.
+
+    kl: (|G_g|,) estimates ≥ 0.  ``relatedness_map``:
+
+    - ``per_pair`` (authors' code, SPEC §3 default): map every pair by Eq. 6,
+      then combine over the group (``group_distance``: mean, min or max);
+      with ``zero_is_far`` a mapped value of exactly 0 becomes 1.
+    - ``per_group`` (paper text): combine the raw estimates (Eq. 5), then map
+      by Eq. 6; with ``zero_is_far`` a raw estimate of exactly 0 becomes 1.
+
+    Returns s in [0, 1].  Raises ValueError on an unknown map or combination.
+    """
+    if relatedness_map not in RELATEDNESS_MAPS:
+        raise ValueError(f"relatedness_map must be one of {RELATEDNESS_MAPS}, not {relatedness_map!r}")
+    if group_distance not in _GROUP_DISTANCE:
+        raise ValueError(f"group_distance must be one of {sorted(_GROUP_DISTANCE)}, not {group_distance!r}")
+    combine = _GROUP_DISTANCE[group_distance]
+    kl = np.asarray(kl, dtype=np.float64)
+    if relatedness_map == "per_pair":
+        mapped = np.array([relatedness_score(float(x)) for x in kl])
+        if zero_is_far:
+            mapped[mapped == 0.0] = 1.0
+        return float(combine(mapped))
+    if zero_is_far:
+        kl = np.where(kl == 0.0, 1.0, kl)
+    return relatedness_score(float(combine(kl)))
+
+
+def coarse_probabilities(cell_scores: list[float], beta: float, temperature: float) -> np.ndarray:
+    """Probabilities of the coarse-level candidates (paper Sec. 3.3, ``coarse_search: sample``).
+
+    cell_scores: s_{t,c} of each existing expert cell c (the smallest s_{t,g} over
+    the groups whose expert uses it).  The unknown cell is scored β, so that
+    P(c) ∝ exp(−s_{t,c}/τ) and P(unknown) ∝ exp(−β/τ): the closer a cell's
+    groups, the likelier it is reused; as τ → 0 this is the β threshold of the
+    authors' code.  Returns (len(cell_scores) + 1,) probabilities summing to 1,
+    the unknown cell last.  Raises ValueError when ``temperature`` ≤ 0.
+    """
+    if temperature <= 0:
+        raise ValueError(f"coarse_temperature must be > 0, not {temperature}")
+    logits = -np.append(np.asarray(cell_scores, dtype=np.float64), beta) / temperature
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
 
 
 @dataclass
@@ -53,6 +108,7 @@ class TaskDecision:
     score: float | None = None
     group_scores: dict[int, float] = field(default_factory=dict)
     reason: str = ""
+    coarse_probabilities: dict[str, float] = field(default_factory=dict)
 
     @property
     def searches_cell(self) -> bool:
@@ -84,7 +140,9 @@ class TaskDecision:
 def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5, beta: float = 0.75,
                head_only_ratio: float = 0.5, group_distance: str = "mean",
                tiny_task_rule: bool = True, tiny_task_size: int = 25, tiny_task_factor: float = 10.0,
-               cell_search: str = "mdl") -> list[TaskDecision]:
+               cell_search: str = "mdl", relatedness_map: str = "per_pair", zero_is_far: bool = False,
+               coarse_search: str = "threshold", coarse_temperature: float = 0.1,
+               seed: int = 0) -> list[TaskDecision]:
     """Decide group and strategy of every task (SPEC §3).
 
     Parameters
@@ -96,12 +154,21 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
     head_only_ratio: ρ; a joining task with n_train < ρ·Q_{g*} trains only its head
         (paper text 0.1, authors' code 0.5).
     group_distance: how s'_{t,g} combines task distances: ``mean`` (Eq. 5), ``min``, ``max``.
+    relatedness_map, zero_is_far: order of Eq. 5 and 6 and the authors' 0 → 1
+        quirk (see :func:`group_score`; authors' default ``per_pair``).
     tiny_task_rule: authors' special case: a task with n_train ≤ ``tiny_task_size``
         joins the nearest group whose Q ≥ ``tiny_task_factor``·n_train.
     cell_search: ``mdl`` (search cells) or ``darts_v2`` (every new expert uses the
         fixed DARTS-V2 cell: ablation "Fixed", Table 5).
+    coarse_search: what a task that allocates (s > α) builds its expert from.
+        ``threshold`` (authors' code): s ≤ β reuses the cell of g*, else searches.
+        ``sample`` (paper Sec. 3.3): a draw among the cells of the existing
+        experts and the unknown cell with :func:`coarse_probabilities`
+        (``coarse_temperature`` τ), from a generator seeded by (``seed``, task),
+        so the plan stays a function of the distances, sizes and seed.
 
-    Raises ValueError on inconsistent shapes or an unknown ``group_distance``.
+    Raises ValueError on inconsistent shapes or an unknown ``group_distance``,
+    ``relatedness_map`` or ``coarse_search``.
     """
     distances = np.asarray(distances, dtype=np.float64)
     n_tasks = len(n_train)
@@ -109,7 +176,10 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
         raise ValueError(f"distances has shape {distances.shape}; expected ({n_tasks}, {n_tasks})")
     if group_distance not in _GROUP_DISTANCE:
         raise ValueError(f"group_distance must be one of {sorted(_GROUP_DISTANCE)}, not {group_distance!r}")
-    combine = _GROUP_DISTANCE[group_distance]
+    if relatedness_map not in RELATEDNESS_MAPS:
+        raise ValueError(f"relatedness_map must be one of {RELATEDNESS_MAPS}, not {relatedness_map!r}")
+    if coarse_search not in COARSE_SEARCHES:
+        raise ValueError(f"coarse_search must be one of {COARSE_SEARCHES}, not {coarse_search!r}")
 
     groups: list[list[int]] = []          # tasks per group, in order
     largest: list[int] = []               # Q_g: largest training set in group g so far
@@ -137,7 +207,8 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
             decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell, reason="first task"))
             continue
         scores = {
-            g: relatedness_score(float(combine(distances[task - 1, [m - 1 for m in members]])))
+            g: group_score(distances[task - 1, [m - 1 for m in members]], relatedness_map=relatedness_map,
+                           group_distance=group_distance, zero_is_far=zero_is_far)
             for g, members in enumerate(groups, start=1)
         }
         best = min(scores, key=lambda g: (scores[g], g))  # ties → lowest group id
@@ -152,6 +223,21 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
                 continue
         if s <= alpha:
             decisions.append(join(task, best, reason=f"s={s:.4f} <= alpha={alpha}", **extra))
+        elif coarse_search == "sample":
+            cells: dict[int | str, float] = {}   # existing expert cell -> smallest s of its groups
+            for g, score in scores.items():
+                cells[group_genotype[g - 1]] = min(score, cells.get(group_genotype[g - 1], math.inf))
+            candidates = [*cells, UNKNOWN_CELL]
+            p = coarse_probabilities(list(cells.values()), beta, coarse_temperature)
+            choice = candidates[int(np.random.default_rng([seed, task]).choice(len(candidates), p=p))]
+            extra["coarse_probabilities"] = {str(c): float(q) for c, q in zip(candidates, p)}
+            if choice == UNKNOWN_CELL:
+                decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell,
+                                          reason=f"s={s:.4f} > alpha={alpha}; sampled the unknown cell", **extra))
+            else:
+                decisions.append(allocate(task, ALLOCATE_REUSE, choice,
+                                          reason=f"s={s:.4f} > alpha={alpha}; sampled existing cell {choice}",
+                                          **extra))
         elif s <= beta:
             decisions.append(allocate(task, ALLOCATE_REUSE, group_genotype[best - 1],
                                       reason=f"alpha={alpha} < s={s:.4f} <= beta={beta}", **extra))

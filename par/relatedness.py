@@ -57,20 +57,18 @@ def per_class_log_ratios(features: np.ndarray, labels: np.ndarray, own_prototype
 
 def nearest_prototype_kl(features: np.ndarray, labels: np.ndarray, own_prototypes: np.ndarray,
                          other_prototypes: np.ndarray, *, clamp_per_class: bool = True,
-                         zero_is_far: bool = False, epsilon: float = DISTANCE_EPSILON) -> float:
+                         epsilon: float = DISTANCE_EPSILON) -> float:
     """KL̂(q_i‖q_j) of Eq. 4: the sum over the new task's classes of k_c.
 
-    ``clamp_per_class`` clamps each k_c at 0 (authors' code, SPEC §2 default);
-    ``zero_is_far`` replaces an estimate of exactly 0 by 1 (authors' quirk, off
-    by default).  Shapes as in :func:`per_class_log_ratios`.
+    ``clamp_per_class`` clamps each k_c at 0 (authors' code, SPEC §2 default).
+    The authors' quirk that turns an estimate of 0 into 1 belongs to the plan
+    (:func:`par.planning.group_score`, ``zero_is_far``), since their code applies
+    it after Eq. 6.  Shapes as in :func:`per_class_log_ratios`.
     """
     k = per_class_log_ratios(features, labels, own_prototypes, other_prototypes, epsilon=epsilon)
     if clamp_per_class:
         k = np.maximum(k, 0.0)
-    kl = float(k.sum())
-    if zero_is_far and kl == 0.0:
-        return 1.0
-    return kl
+    return float(k.sum())
 
 
 def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray],

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torchvision.datasets.cifar
 
-from par.benchmarks import BENCHMARKS, Stream, make_stream, task_data
+from par.benchmarks import (BENCHMARKS, Stream, cifar100_class_order, cifar100_validation_split, make_stream,
+                            task_data)
 from par.datasets import DataSource, decode
 
 
@@ -41,9 +42,37 @@ def test_cifar100_10_is_450_50_100_per_class_over_a_seeded_permutation():
     assert stream.n_tasks == 10
     classes = [c for t in stream.tasks for c in t.classes]
     assert sorted(classes) == list(range(100))
-    assert classes == np.random.RandomState(0).permutation(100).tolist()
+    assert classes[:10] == [97, 66, 33, 19, 34, 3, 12, 2, 13, 92]      # authors' loader, seed 0 (SPEC §8)
     assert all((len(t.train), len(t.val), len(t.test)) == (4500, 500, 1000) for t in stream.tasks)
     assert BENCHMARKS["cifar100-20"].task_classes(0)[0] == classes[:5]
+
+
+def test_cifar100_class_order_is_the_authors_draw():
+    # np.random.seed(seed); permutation(50000) for the validation split; then shuffle(range(100)).
+    assert cifar100_class_order(0)[:10] == [97, 66, 33, 19, 34, 3, 12, 2, 13, 92]
+    assert sorted(cifar100_class_order(1)) == list(range(100))
+    assert cifar100_class_order(1) != cifar100_class_order(0)
+
+
+def test_cifar100_validation_split_is_the_authors_draw():
+    # 12 images, labels 0 1 2 0 1 2 ...; RandomState(0).permutation(12) = 6 11 4 10 2 8 1 7 9 3 0 5,
+    # so class 0 comes in the order 6 9 3 0, class 1 as 4 10 1 7, class 2 as 11 2 8 5;
+    # with val_fraction 0.5 the first two of each are validation.
+    split = cifar100_validation_split(np.tile(np.arange(3), 4), seed=0, val_fraction=0.5)
+    assert {c: (v.tolist(), t.tolist()) for c, (v, t) in split.items()} == {
+        0: ([6, 9], [3, 0]), 1: ([4, 10], [1, 7]), 2: ([11, 2], [8, 5])}
+    capped = cifar100_validation_split(np.tile(np.arange(3), 4), seed=0, val_fraction=0.5, max_per_class=2)
+    assert capped[0][0].tolist() == [6] and capped[0][1].tolist() == [9]
+
+
+def test_cifar100_stream_uses_the_authors_validation_images():
+    train_labels = labels(100, 500)
+    stream = make_stream("cifar100-10", train_labels, labels(100, 100), [str(i) for i in range(100)], 0)
+    split = cifar100_validation_split(train_labels, 0)
+    first = stream.tasks[0]
+    assert first.classes[0] == 97
+    assert sorted(first.val[train_labels[first.val] == 97]) == sorted(split[97][0].tolist())
+    assert len(split[97][0]) == 50 and len(split[97][1]) == 450
 
 
 def test_per_class_subsets():
@@ -82,7 +111,8 @@ def write_cifar100_python(root, per_class_train, per_class_test):
         with open(folder / name, "wb") as f:
             pickle.dump({"data": data, "fine_labels": fine.tolist(), "coarse_labels": (fine // 5).tolist()}, f)
     with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)]}, f)
+        pickle.dump({"fine_label_names": [f"class{i:02d}" for i in range(100)],
+                     "coarse_label_names": [f"super{i:02d}" for i in range(20)]}, f)
 
 
 def test_cifar100_10_from_the_real_file_format(tmp_path, monkeypatch):

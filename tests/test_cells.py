@@ -67,3 +67,43 @@ def test_genotype_validation_and_json():
     assert genotype_json("darts_v2", None) == DARTS_V2.to_json()
     with pytest.raises(ValueError, match="no cell file"):
         genotype_json(3, None)
+
+
+def test_factorized_reduce_skips_its_batchnorm_by_default_as_the_authors():
+    from par.cells import FactorizedReduce
+
+    x = torch.zeros(1, 2, 4, 4)
+    x[0, 0] = torch.arange(16.0).view(4, 4) - 5     # ReLU zeroes the first six entries
+    x[0, 1] = 2.0
+    op = FactorizedReduce(2, 4)                      # train mode: an applied BN would normalise
+    with torch.no_grad():
+        op.conv_1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 2, 1, 1))
+        op.conv_2.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, -1.0]]).view(2, 2, 1, 1))
+    # conv_1 reads rows/cols 0, 2 of relu(x); conv_2 reads rows/cols 1, 3.
+    expected = torch.tensor([[[0.0, 0.0], [3.0, 5.0]],
+                             [[2.0, 2.0], [2.0, 2.0]],
+                             [[2.0, 4.0], [10.0, 12.0]],
+                             [[-2.0, -2.0], [-2.0, -2.0]]]).unsqueeze(0)
+    assert torch.equal(op(x), expected)
+    with_bn = FactorizedReduce(2, 4, apply_bn=True)
+    with_bn.load_state_dict(op.state_dict())
+    out = with_bn(x)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-6    # DARTS: batch-normalised channels
+    # The BN exists either way and counts in M: 2x(2x2) conv weights + 2x4 affine.
+    assert count_parameters(op) == count_parameters(with_bn) == 16
+
+
+def test_factorized_reduce_switch_reaches_experts_and_the_supernet():
+    from par.cells import FactorizedReduce
+
+    genotype = uniform_genotype("max_pool_3x3", "max_pool_3x3")
+    spec = {"kind": "expert", "genotype": genotype.to_json(), "channels": 8, "n_layers": 4}
+    for flag in (False, True):
+        body = MultiHeadModel({**spec, "factorized_reduce_bn": flag}).body
+        reduces = [m for m in body.modules() if isinstance(m, FactorizedReduce)]
+        assert reduces and all(m.apply_bn is flag for m in reduces)
+        assert count_parameters(body) == 2680            # as in the hand count above
+        net = SuperNet(3, channels=4, n_layers=3, factorized_reduce_bn=flag)
+        reduces = [m for m in net.modules() if isinstance(m, FactorizedReduce)]
+        assert reduces and all(m.apply_bn is flag for m in reduces)
+    assert all(not m.apply_bn for m in MultiHeadModel(spec).body.modules() if isinstance(m, FactorizedReduce))

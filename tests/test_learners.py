@@ -96,3 +96,31 @@ def test_same_seed_same_numbers_on_cpu(stream, cifar10_arrays):
                        seed=7)[1] for _ in range(2)]
     assert runs[0]["history"][0]["train_loss"] == runs[1]["history"][0]["train_loss"]
     assert runs[0]["test_accuracy"] == runs[1]["test_accuracy"]
+
+
+def test_regularize_trains_the_expert_and_the_new_head_only():
+    """Authors' requires_grad_task: the group's old heads are frozen (no gradient, no weight
+    decay, no momentum) while LwF distils through them; the expert and the new head learn."""
+    from par.models import MultiHeadModel
+    from par.training import Batches, fit
+
+    torch.manual_seed(0)
+    model = MultiHeadModel({"kind": "light_resnet18", "width": 8}, heads={1: 3, 2: 2})
+    old_heads = {u: {k: v.clone() for k, v in model.head(u).state_dict().items()} for u in (1, 2)}
+    body = {k: v.clone() for k, v in model.body.state_dict().items()}
+    strategy = get_strategy("regularize")
+    model = strategy.prepare(model, None, 3, 4, torch.device("cpu"))
+    new_head = {k: v.clone() for k, v in model.head(3).state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 16, 16, 3), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 4, (32,), generator=generator)
+    config = TrainConfig(epochs=2, batch_size=8, weight_decay=0.1)
+    train = Batches(images, labels, (0.5,) * 3, (0.25,) * 3, 8, torch.device("cpu"), shuffle=True,
+                    augment=True, config=config, generator=generator)
+    val = Batches(images, labels, (0.5,) * 3, (0.25,) * 3, 32, torch.device("cpu"))
+    fit(model, 3, strategy, train, val, config)
+    for u in (1, 2):
+        for k, v in model.head(u).state_dict().items():
+            assert torch.equal(v, old_heads[u][k]), f"old head {u} {k} changed"
+    assert not torch.equal(model.head(3).weight, new_head["weight"])
+    assert not torch.equal(model.body.state_dict()["features.0.weight"], body["features.0.weight"])

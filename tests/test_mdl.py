@@ -1,11 +1,12 @@
 """MDL search: votes, distribution update, genotype derivation (SPEC §4)."""
 import math
+import time
 
 import pytest
 import torch
 
 from par.cells import N_EDGES, PRIMITIVES, Genotype
-from par.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell
+from par.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell, search_halves
 
 # One edge, three operations: op 0 sampled twice (last acc 0.5), op 1 once (0.7), op 2 never.
 H_E = torch.tensor([[2, 1, 0]])
@@ -84,7 +85,11 @@ def test_search_on_real_images_gives_a_valid_genotype(cifar10_arrays):
     images = torch.from_numpy(cifar10_arrays.train_images[:80])
     labels = torch.from_numpy(cifar10_arrays.train_labels[:80] % 2)
     config = SearchConfig(sample_epochs=2, channels=4, n_layers=3, batch_size=16)
+    called = time.perf_counter()
     result = search_cell(images, labels, 2, (0.5,) * 3, (0.25,) * 3, config, torch.device("cpu"), seed=0)
+    call_seconds = time.perf_counter() - called
+    # The search times itself (the workflow's T), so a wait for a GPU slot before the call is not counted.
+    assert sum(h["seconds"] for h in result.history) <= result.seconds <= call_seconds
     again = search_cell(images, labels, 2, (0.5,) * 3, (0.25,) * 3, config, torch.device("cpu"), seed=0)
     assert again.history[-1]["p"] == result.history[-1]["p"]   # same seed, same search
     assert isinstance(result.genotype, Genotype)
@@ -93,3 +98,24 @@ def test_search_on_real_images_gives_a_valid_genotype(cifar10_arrays):
     assert last.shape == (N_EDGES, len(PRIMITIVES))
     torch.testing.assert_close(last.sum(1), torch.ones(N_EDGES, dtype=last.dtype))
     assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in result.history)
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_both_search_halves_get_the_training_augmentation(augment):
+    # Authors' mdenas_search.py: both halves sample the training set with its transforms.
+    n = 13                                    # 6 search-train (batches 4 + 2), 7 search-val
+    images = torch.full((n, 8, 8, 3), 200, dtype=torch.uint8)
+    labels = torch.arange(n)                  # labels name the images
+    config = SearchConfig(batch_size=4, augment=augment)
+    fit, val = search_halves(images, labels, (0.5,) * 3, (0.25,) * 3, config, torch.device("cpu"),
+                             torch.Generator().manual_seed(0))
+    fit_ids = torch.cat([y for _, y in fit]).tolist()
+    val_x, val_y = next(iter(val))
+    assert len(fit_ids) == n // 2 and len(val_y) == n - n // 2           # ⌊n/2⌋ search-train, rest search-val
+    assert sorted(fit_ids + val_y.tolist()) == list(range(n))
+    plain = (200 / 255 - 0.5) / 0.25
+    padding = (0 - 0.5) / 0.25                # zero padding of the random crop, normalised
+    if augment:   # a crop offset other than (4, 4) shows padding; the jitter moves the other pixels
+        assert (val_x == padding).any() and not torch.isclose(val_x, torch.tensor(plain)).all()
+    else:
+        torch.testing.assert_close(val_x, torch.full_like(val_x, plain))

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from par.planning import (ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, REGULARIZE_HEAD, TaskDecision, plan_tasks,
-                          relatedness_score)
+from par.planning import (ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, REGULARIZE_HEAD, TaskDecision,
+                          coarse_probabilities, group_score, plan_tasks, relatedness_score)
 
 
 def test_relatedness_score_values():
@@ -124,3 +124,97 @@ def test_bad_input():
         plan_tasks(np.zeros((2, 3)), [1, 2])
     with pytest.raises(ValueError, match="group_distance"):
         plan_tasks(np.zeros((2, 2)), [1, 2], group_distance="median")
+
+
+def eq6(x):
+    """Eq. 6 by hand."""
+    return min(x, 1 - math.exp(-2 * x))
+
+
+def group_of_two_then(kl_to_1, kl_to_2, **kw):
+    """Tasks 1 and 2 form group 1 (KL 0: task 2 joins); task 3 has the given distances."""
+    d = np.zeros((3, 3))
+    d[2, 0], d[2, 1] = kl_to_1, kl_to_2
+    return plan_tasks(d, [1000] * 3, **kw)[2]
+
+
+def test_authors_map_each_pair_before_averaging():
+    # Pairs 0.0 and 1.2: per pair (0 + 0.9093) / 2 = 0.4546 <= alpha -> join;
+    # the paper's order maps the mean 0.6 -> min(0.6, 0.6988) = 0.6 -> new expert.
+    per_pair = group_of_two_then(0.0, 1.2)
+    assert per_pair.score == pytest.approx((0.0 + (1 - math.exp(-2.4))) / 2)
+    assert (per_pair.group, per_pair.strategy) == (1, REGULARIZE)
+    per_group = group_of_two_then(0.0, 1.2, relatedness_map="per_group")
+    assert per_group.score == pytest.approx(0.6)
+    assert (per_group.group, per_group.strategy) == (2, ALLOCATE_REUSE)
+    # Pairs 0.2 and 1.4: per pair (0.2 + 0.9392) / 2 = 0.5696 reuses the cell;
+    # per group eq6(0.8) = 0.7981 > beta searches.
+    assert group_of_two_then(0.2, 1.4).score == pytest.approx((0.2 + 1 - math.exp(-2.8)) / 2)
+    assert group_of_two_then(0.2, 1.4).strategy == ALLOCATE_REUSE
+    assert group_of_two_then(0.2, 1.4, relatedness_map="per_group").score == pytest.approx(eq6(0.8))
+    assert group_of_two_then(0.2, 1.4, relatedness_map="per_group").strategy == ALLOCATE_SEARCH
+
+
+def test_zero_is_far_after_eq6_per_pair_before_it_per_group():
+    # Authors: Eq. 6 first, then 0 -> 1; so an identical task is at s = 1 exactly.
+    assert group_score(np.array([0.0]), zero_is_far=True) == 1.0
+    assert group_score(np.array([0.0, 0.4]), zero_is_far=True) == pytest.approx((1.0 + 0.4) / 2)
+    # Paper order: the raw 0 becomes 1, then the mean is mapped by Eq. 6.
+    assert group_score(np.array([0.0]), relatedness_map="per_group", zero_is_far=True) == pytest.approx(eq6(1.0))
+    assert group_score(np.array([0.0, 0.4]), relatedness_map="per_group", zero_is_far=True) == pytest.approx(eq6(0.7))
+    assert group_score(np.array([0.0, 0.4])) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="relatedness_map"):
+        group_score(np.array([0.1]), relatedness_map="paper")
+    with pytest.raises(ValueError, match="coarse_search"):
+        plan_tasks(np.zeros((2, 2)), [1, 2], coarse_search="anneal")
+
+
+def test_coarse_probabilities_by_hand():
+    p = coarse_probabilities([0.6, 0.7], beta=0.75, temperature=0.1)
+    w = [math.exp(-6), math.exp(-7), math.exp(-7.5)]
+    assert p == pytest.approx([x / sum(w) for x in w])
+    with pytest.raises(ValueError, match="temperature"):
+        coarse_probabilities([0.6], 0.75, 0.0)
+
+
+def test_sampled_coarse_search_is_seeded_and_follows_its_distribution():
+    d = np.zeros((2, 2))
+    d[1, 0] = 0.7     # s = 0.7: alpha < s; candidates: the cell of task 1 and the unknown cell
+    plans = [plan_tasks(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(2000)]
+    again = [plan_tasks(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(20)]
+    assert again == plans[:20]
+    p_reuse = math.exp(-7) / (math.exp(-7) + math.exp(-7.5))    # = 0.6225
+    assert plans[0].coarse_probabilities == pytest.approx({"1": p_reuse, "unknown": 1 - p_reuse})
+    reused = [x for x in plans if x.strategy == ALLOCATE_REUSE]
+    assert all(x.genotype_source == 1 and x.group == 2 for x in reused)
+    assert all(x.genotype_source == 2 and x.searches_cell for x in plans if x.strategy == ALLOCATE_SEARCH)
+    # 2000 draws: standard error 0.011
+    assert len(reused) / len(plans) == pytest.approx(p_reuse, abs=0.035)
+
+
+def test_sampled_coarse_search_scores_a_shared_cell_by_its_nearest_group():
+    # Tasks 1, 2 form group 1 (cell 1).  Task 3 (s = 0.6) founds group 2 with cell 1 or
+    # its own cell 3, by draw.  Task 4 is at s = 0.62 from group 1 and 0.7 from group 2.
+    d = np.zeros((4, 4))
+    d[2, :2] = 0.6
+    d[3, :3] = [0.62, 0.62, 0.7]
+    seen = set()
+    for seed in range(40):
+        plan = plan_tasks(d, [1000] * 4, coarse_search="sample", seed=seed)
+        probs = plan[3].coarse_probabilities
+        if plan[2].genotype_source == 1:     # both groups use cell 1: one candidate, s = min(0.62, 0.7)
+            w = {"1": math.exp(-6.2), "unknown": math.exp(-7.5)}
+        else:                                # cell 1 (group 1, s = 0.62), cell 3 (group 2, s = 0.7)
+            w = {"1": math.exp(-6.2), "3": math.exp(-7.0), "unknown": math.exp(-7.5)}
+        assert probs == pytest.approx({c: x / sum(w.values()) for c, x in w.items()})
+        seen.add(plan[2].genotype_source)
+    assert seen == {1, 3}
+
+
+def test_sampled_coarse_search_at_low_temperature_is_the_threshold_rule():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        d = rng.uniform(0, 1.2, size=(8, 8))
+        threshold = plan_tasks(d, [1000] * 8)
+        sampled = plan_tasks(d, [1000] * 8, coarse_search="sample", coarse_temperature=1e-4, seed=3)
+        assert [x.job_params() for x in sampled] == [x.job_params() for x in threshold]

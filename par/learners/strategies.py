@@ -135,6 +135,8 @@ class Regularize(Strategy):
     A frozen copy of the group's model at the start of the task gives soft
     targets for every earlier head of the group on each training batch:
     loss = CE(new head) + λ · Σ_old softCE(student, teacher), temperature T.
+    Only the expert (body) and the new head train; the old heads are frozen
+    (authors' ``requires_grad_task``): no gradient, weight decay or momentum.
     """
 
     def __init__(self, lwf_lambda: float = 1.0, lwf_temperature: float = 2.0):
@@ -146,6 +148,11 @@ class Regularize(Strategy):
     def start(self, model: MultiHeadModel, task: int) -> None:
         self.old_tasks = [t for t in model.tasks if t != task]
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        for u in self.old_tasks:
+            model.head(u).requires_grad_(False)
+
+    def parameters(self, model: MultiHeadModel, task: int) -> Iterable[nn.Parameter]:
+        return [*model.body.parameters(), *model.head(task).parameters()]
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
         features = model.body(x)

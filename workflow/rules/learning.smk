@@ -8,6 +8,7 @@ checkpoint plan:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
         planning=lambda w: RUNS[w.run]["planning"],
+        zero_is_far=config["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
     resources:
@@ -27,7 +28,9 @@ rule search_cell:
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
-        search=lambda w: RUNS[w.run]["search"],
+        # The supernet's FactorizedReduce follows the expert's (SPEC §4).
+        search=lambda w: {**RUNS[w.run]["search"],
+                          "factorized_reduce_bn": RUNS[w.run]["expert"]["factorized_reduce_bn"]},
     threads: config["threads"]
     resources:
         gpu=gpu_request,

@@ -54,7 +54,6 @@ rule distances:
         heatmap=results("relatedness/{bench}/seed{seed}/distances.png"),
     params:
         clamp_per_class=config["relatedness"]["clamp_per_class"],
-        zero_is_far=config["relatedness"]["zero_is_far"],
         epsilon=config["relatedness"]["epsilon"],
     log:
         results("logs/distances/{bench}/seed{seed}.log"),

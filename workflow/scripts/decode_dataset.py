@@ -10,6 +10,8 @@ with job_log(snakemake.log[0]) as log:
     source = locate_source(snakemake.wildcards.dataset, snakemake.config["data_root"])
     log.info("reading %s", source.describe())
     arrays = decode(source, scratch_dir=Path(snakemake.output[0]).parent)
-    log.info("%d train and %d test images of %d classes", len(arrays.train_labels), len(arrays.test_labels),
-             len(arrays.class_names))
+    log.info("%d train and %d test images of shape %s, %d classes%s%s", len(arrays.train_labels),
+             len(arrays.test_labels), arrays.image_shape, len(arrays.class_names),
+             f", {len(arrays.coarse_names)} coarse classes" if arrays.coarse_names else "",
+             f", {len(arrays.user_names)} users" if arrays.user_names else "")
     save_images(snakemake.output[0], arrays)

@@ -13,7 +13,7 @@ with job_log(snakemake.log[0]) as log:
     prototypes = load_prototypes(snakemake.input.prototypes)
     matrix = distance_matrix([tf.features for tf in features], [tf.labels for tf in features],
                              [prototypes[tf.task] for tf in features], clamp_per_class=snakemake.params.clamp_per_class,
-                             zero_is_far=snakemake.params.zero_is_far, epsilon=snakemake.params.epsilon)
+                             epsilon=snakemake.params.epsilon)
     n = len(features)
     frame = pd.DataFrame([{"i": i + 1, "j": j + 1, "kl": matrix[i, j]} for i in range(n) for j in range(n)])
     weights = features[0].weights

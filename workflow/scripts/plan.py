@@ -11,8 +11,9 @@ with job_log(snakemake.log[0]) as log:
     frame = read_parquet(snakemake.input.distances)
     distances = np.zeros((stream.n_tasks, stream.n_tasks))
     distances[frame.i - 1, frame.j - 1] = frame.kl
-    options = {k: v for k, v in snakemake.params.planning.items() if k != "coarse_search"}
-    decisions = plan_tasks(distances, [len(t.train) for t in stream.tasks], **options)
+    # The seed of the stream also seeds the sampled coarse-level search (coarse_search: sample).
+    decisions = plan_tasks(distances, [len(t.train) for t in stream.tasks], **snakemake.params.planning,
+                           zero_is_far=snakemake.params.zero_is_far, seed=stream.seed)
     groups = {}
     for d in decisions:
         groups.setdefault(d.group, []).append(d.task)
@@ -20,7 +21,7 @@ with job_log(snakemake.log[0]) as log:
     write_json(snakemake.output.plan, {
         "benchmark": stream.benchmark, "seed": stream.seed, "run": snakemake.wildcards.run,
         "extractor_weights": parquet_metadata(snakemake.input.distances).get("extractor_weights", "unknown"),
-        "planning": snakemake.params.planning,
+        "planning": {**snakemake.params.planning, "zero_is_far": snakemake.params.zero_is_far},
         "groups": {str(g): tasks for g, tasks in groups.items()},
         "tasks": [d.to_json() for d in decisions],
     })
