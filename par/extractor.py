@@ -142,16 +142,19 @@ class TaskFeatures:
     weights: str
 
 
-def save_features(path: str | Path, tf: TaskFeatures) -> None:
+def save_features(path: str | Path, tf: TaskFeatures, provenance: dict | None = None) -> None:
     """Write :class:`TaskFeatures` to HDF5 (datasets ``features``, ``labels``,
     ``sample_ids``; attributes ``task``, ``classes``, ``split``, ``extractor``,
-    ``weights``), atomically."""
+    ``weights``, and ``provenance``, JSON (:data:`par.schemas.PROVENANCE`), when
+    given), atomically."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("features", data=tf.features.astype(np.float32))
         f.create_dataset("labels", data=tf.labels.astype(np.int64))
         f.create_dataset("sample_ids", data=tf.sample_ids.astype(np.int64))
         f.attrs.update({"task": tf.task, "classes": json.dumps(tf.classes), "split": tf.split,
                         "extractor": "torchvision resnet18 to global average pooling", "weights": tf.weights})
+        if provenance is not None:
+            f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
 
 
 def load_features(path: str | Path) -> TaskFeatures:

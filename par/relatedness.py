@@ -9,6 +9,8 @@ class prototypes are needed:
 """
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 
@@ -87,15 +89,19 @@ def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], protot
     return out
 
 
-def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str) -> None:
+def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str,
+                    provenance: dict | None = None) -> None:
     """Write per-task prototypes to HDF5: group ``task{t}`` with ``classes`` (k,)
-    dataset class ids and ``prototypes`` (k, d) float64; attribute ``weights``."""
+    dataset class ids and ``prototypes`` (k, d) float64; attribute ``weights``,
+    and ``provenance``, JSON (:data:`par.schemas.PROVENANCE`), when given."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for task, (classes, protos) in prototypes.items():
             group = f.create_group(f"task{task}")
             group.create_dataset("classes", data=np.asarray(classes, dtype=np.int64))
             group.create_dataset("prototypes", data=protos)
         f.attrs["weights"] = weights
+        if provenance is not None:
+            f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
 
 
 def load_prototypes(path) -> dict[int, np.ndarray]:

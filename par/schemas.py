@@ -100,3 +100,30 @@ AGGREGATE = _schema(
     ("paper_source", pa.string(), "paper tables the values come from, e.g. 'AP,AF: Table 3; M: Table 4'"),
     ("extractor_weights", pa.string(), "relatedness extractor weights (all seeds)"),
 )
+
+
+# ---- PROVENANCE ---------------------------------------------------------------------------
+# Every output carries one provenance dict, built by par.provenance.provenance():
+# Parquet files in their footer metadata (key ``provenance``, JSON), JSON records
+# (stream.json, plan.json, cells/task*.json, states/task*.json) under the key
+# ``provenance``, HDF5 files (features/…/task*.h5, prototypes.h5) in the attribute
+# ``provenance`` (JSON).  par.provenance.read_provenance(path) reads any of them.
+PROVENANCE = {
+    "code_hash": "'sha256:<hex>' of the job's script and every par module it imports, transitively "
+                 "(par.provenance.code_hash; the rule's param 'code')",
+    "config": "the job's resolved config: its params as Snakemake passed them, without 'code' (JSON object)",
+    "versions": "versions of python, torch, torchvision, numpy and snakemake in the job's environment",
+    "device": "where the job computed: 'cpu (N threads)' or 'cuda:i <GPU name>' for torch jobs, "
+              "'cpu' for bookkeeping jobs",
+    "extractor_weights": "the relatedness extractor's weights (par.extractor.weights_provenance) of the features "
+                         "this output derives from; 'unused' for baseline metrics; null where the job reads no "
+                         "features (learn_task, search_cell, prepare_stream, tables: see upstream)",
+    "upstream": "only where the job read inputs that carry provenance: the union over those inputs (and their "
+                "own upstream) of PROVENANCE_UPSTREAM's keys, so the tables list everything they combine",
+}
+PROVENANCE_UPSTREAM = {
+    "code_hash": "sorted distinct code hashes of every job the inputs came from",
+    "extractor_weights": "sorted distinct extractor weights of the inputs",
+    "device": "sorted distinct devices the inputs were computed on",
+    "versions": "distinct version sets of the inputs (list of objects like 'versions')",
+}

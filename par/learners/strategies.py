@@ -4,19 +4,24 @@ Every strategy runs the same loop (:func:`par.training.fit`); a strategy only
 says where the model comes from (fresh body or the predecessor's state), which
 parameters train, the modules' modes, and the loss.  LwF is "plain
 cross-entropy plus a distillation term", not a copy of the loop.
+
+The workflow reads the strategies' traits (``fresh_body``, ``early_stopping``)
+while it is parsed, which must not import torch (issue 8): torch is imported
+inside the hooks, which only run in learn-task jobs.
 """
 from __future__ import annotations
 
 import copy
-from typing import ClassVar, Iterable
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from par.learners import regularizers
 from par.learners.registry import Registry
-from par.models import MultiHeadModel
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from par.models import MultiHeadModel
 
 STRATEGIES = Registry("strategy")
 register_strategy = STRATEGIES.register
@@ -58,6 +63,8 @@ class Strategy:
 
         Raises ValueError when the needed predecessor or body spec is missing.
         """
+        from par.models import MultiHeadModel
+
         if self.fresh_body or predecessor is None:
             if body_spec is None:
                 raise ValueError(f"strategy {self.name} starts a new model here and needs a body spec")
@@ -78,6 +85,8 @@ class Strategy:
         model.train()
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
+        import torch.nn.functional as F
+
         logits = model(x, task)
         return F.cross_entropy(logits, y), logits
 
@@ -121,6 +130,8 @@ def lwf_soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.T
     the student's is smoothed by ``epsilon``/K and renormalised before the log,
     as in the authors' code.  Logits: (n, K).  Returns a scalar.
     """
+    import torch.nn.functional as F
+
     student = F.softmax(student_logits / temperature, dim=1)
     teacher = F.softmax(teacher_logits / temperature, dim=1)
     student = student + epsilon / student.shape[1]
@@ -155,6 +166,9 @@ class Regularize(Strategy):
         return [*model.body.parameters(), *model.head(task).parameters()]
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
+        import torch
+        import torch.nn.functional as F
+
         features = model.body(x)
         logits = model.head(task)(features)
         loss = F.cross_entropy(logits, y)

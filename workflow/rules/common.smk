@@ -5,13 +5,17 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+# Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
+# parses this file, and importing torch would cost seconds (issue 8;
+# tests/test_startup.py checks it).
 from par.benchmarks import BENCHMARKS
 from par.config import ConfigError, check_run, run_settings
 from par.datasets import DATASETS, DatasetUnavailable, locate_source
-from par.extractor import ExtractorWeightsUnavailable, check_weights
 from par.io import read_json
-from par.learners import STRATEGIES, get_method
+from par.learners import get_method
+from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
+from par.provenance import code_hash
 
 RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
@@ -66,6 +70,14 @@ def stream_path(wildcards):
 
 def run_dir(wildcards):
     return results(f"runs/{wildcards.bench}/seed{wildcards.seed}/{wildcards.run}")
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(script):
+    """The param ``code`` of a rule: a hash of workflow/scripts/``script`` and
+    of every par module it imports, transitively (par.provenance.code_hash),
+    so that a change of the library re-runs exactly the jobs that execute it."""
+    return code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def gpu_request(wildcards):
@@ -178,6 +190,8 @@ def check_inputs_available():
     features = [results(f"features/{b}/seed{s}/task{t}.h5")
                 for b in BENCHMARK_NAMES for s in SEEDS for t in range(1, n_tasks(b) + 1)]
     if PLAN_RUNS and not all(Path(f).exists() for f in features):
+        from par.extractor import ExtractorWeightsUnavailable, check_weights  # imports torch: only when needed
+
         try:
             check_weights(config["extractor"]["weights"])
         except ExtractorWeightsUnavailable as err:

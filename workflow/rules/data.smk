@@ -5,6 +5,8 @@ rule decode_dataset:
     """Find (or download) a dataset under data_root and decode it into uint8 arrays."""
     output:
         results("data/{dataset}/images.h5"),
+    params:
+        code=code_version("decode_dataset.py"),
     log:
         results("logs/decode_dataset/{dataset}.log"),
     benchmark:
@@ -25,6 +27,7 @@ rule prepare_stream:
     output:
         results("data/{bench}/seed{seed}/stream.json"),
     params:
+        code=code_version("prepare_stream.py"),
         stream=config["stream"],
     log:
         results("logs/prepare_stream/{bench}/seed{seed}.log"),

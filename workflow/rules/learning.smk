@@ -7,6 +7,7 @@ checkpoint plan:
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
+        code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
         zero_is_far=config["relatedness"]["zero_is_far"],
     log:
@@ -28,6 +29,7 @@ rule search_cell:
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
+        code=code_version("search_cell.py"),
         # The supernet's FactorizedReduce follows the expert's (SPEC §4).
         search=lambda w: {**RUNS[w.run]["search"],
                           "factorized_reduce_bn": RUNS[w.run]["expert"]["factorized_reduce_bn"]},
@@ -54,6 +56,7 @@ rule learn_task:
         state=results("runs/{bench}/seed{seed}/{run}/states/task{task}.pt"),
         record=results("runs/{bench}/seed{seed}/{run}/states/task{task}.json"),
     params:
+        code=code_version("learn_task.py"),
         assignment=assignment,
         training=training_params,
         strategy=strategy_params,

@@ -9,6 +9,7 @@ rule extract_features:
     output:
         results("features/{bench}/seed{seed}/task{task}.h5"),
     params:
+        code=code_version("extract_features.py"),
         weights=config["extractor"]["weights"],
         weights_seed=config["extractor"]["seed"],
         split=config["relatedness"]["distance_split"],
@@ -33,6 +34,8 @@ rule prototypes:
         task_features,
     output:
         results("features/{bench}/seed{seed}/prototypes.h5"),
+    params:
+        code=code_version("prototypes.py"),
     log:
         results("logs/prototypes/{bench}/seed{seed}.log"),
     resources:
@@ -53,6 +56,7 @@ rule distances:
         table=results("relatedness/{bench}/seed{seed}/distances.parquet"),
         heatmap=results("relatedness/{bench}/seed{seed}/distances.png"),
     params:
+        code=code_version("distances.py"),
         clamp_per_class=config["relatedness"]["clamp_per_class"],
         epsilon=config["relatedness"]["epsilon"],
     log:

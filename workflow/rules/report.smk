@@ -10,6 +10,7 @@ rule metrics:
         accuracy=results("runs/{bench}/seed{seed}/{run}/accuracy_matrix.parquet"),
         tasks=results("runs/{bench}/seed{seed}/{run}/tasks.parquet"),
     params:
+        code=code_version("metrics.py"),
         method=lambda w: RUNS[w.run]["method"],
     log:
         results("logs/metrics/{bench}/seed{seed}/{run}.log"),
@@ -32,6 +33,8 @@ rule tables:
         aggregate=results("tables/aggregate.parquet"),
         aggregate_md=results("tables/aggregate.md"),
         figure=results("tables/ap_vs_parameters.png"),
+    params:
+        code=code_version("tables.py"),
     log:
         results("logs/tables.log"),
     resources:

@@ -6,6 +6,7 @@ from par.extractor import load_features
 from par.io import write_parquet
 from par.logs import job_log
 from par.plots import distance_heatmap
+from par.provenance import provenance, provenance_json, read_provenance
 from par.relatedness import distance_matrix, load_prototypes
 
 with job_log(snakemake.log[0]) as log:
@@ -20,6 +21,10 @@ with job_log(snakemake.log[0]) as log:
     log.info("KL(q_i || q_j), rows i, columns j, extractor %s:\n%s", weights,
              pd.DataFrame(matrix, index=range(1, n + 1), columns=range(1, n + 1)).round(4).to_string())
     write_parquet(snakemake.output.table, frame, schemas.DISTANCES,
-                  metadata={"extractor_weights": weights, "split": features[0].split})
+                  metadata={"extractor_weights": weights, "split": features[0].split,
+                            "provenance": provenance_json(provenance(
+                                snakemake.params, "cpu", extractor_weights=weights,
+                                upstream=[read_provenance(p) for p in [*snakemake.input.features,
+                                                                       snakemake.input.prototypes]]))})
     bench, seed = snakemake.wildcards.bench, snakemake.wildcards.seed
     distance_heatmap(matrix, snakemake.output.heatmap, f"{bench} seed {seed}: task distances\n({weights})")

@@ -7,6 +7,7 @@ from par.devices import acquire_device, describe
 from par.extractor import TaskFeatures, build_extractor, extract_features, save_features, weights_provenance
 from par.io import read_json
 from par.logs import job_log
+from par.provenance import provenance, read_provenance
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
@@ -23,4 +24,6 @@ with job_log(snakemake.log[0]) as log:
                  describe(device), weights)
         features = extract_features(model, pixels, stream.mean, stream.std,
                                     batch_size=snakemake.config["extractor"]["batch_size"], device=device)
-    save_features(snakemake.output[0], TaskFeatures(task.number, features, labels, ids, task.classes, split, weights))
+    save_features(snakemake.output[0], TaskFeatures(task.number, features, labels, ids, task.classes, split, weights),
+                  provenance(snakemake.params, describe(device), extractor_weights=weights,
+                             upstream=[read_provenance(snakemake.input.stream)]))

@@ -9,6 +9,7 @@ from par.io import read_json, write_json
 from par.learners import STRATEGIES, learn_task
 from par.logs import job_log
 from par.models import load_model, save_model
+from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
 from par.training import TrainConfig
 
@@ -38,5 +39,7 @@ with job_log(snakemake.log[0]) as log:
                                    train_config=train_config, strategy_options=options, device=device,
                                    seed=seed)
     record["device"] = describe(device)
+    upstream = [read_provenance(p) for key, p in snakemake.input.items() if key in ("stream", "cell")]
+    record["provenance"] = provenance(snakemake.params, describe(device), upstream=upstream)
     save_model(snakemake.output.state, model)
     write_json(snakemake.output.record, record)

@@ -3,6 +3,7 @@ from par import schemas
 from par.io import read_json, write_parquet
 from par.logs import job_log
 from par.metrics import run_frames
+from par.provenance import provenance, provenance_json, read_provenance
 
 with job_log(snakemake.log[0]) as log:
     records = {rec["task"]: rec for rec in map(read_json, snakemake.input.records)}
@@ -14,6 +15,10 @@ with job_log(snakemake.log[0]) as log:
                                           method=snakemake.params.method, search_seconds=search_seconds,
                                           extractor_weights=weights)
     log.info("\n%s", metrics.T.to_string())
-    write_parquet(snakemake.output.metrics, metrics, schemas.METRICS)
-    write_parquet(snakemake.output.accuracy, accuracy, schemas.ACCURACY_MATRIX)
-    write_parquet(snakemake.output.tasks, tasks, schemas.TASKS)
+    upstream = [*snakemake.input.records, *(snakemake.input.cells if "cells" in inputs else []),
+                *([snakemake.input.plan] if "plan" in inputs else [])]
+    metadata = {"provenance": provenance_json(provenance(snakemake.params, "cpu", extractor_weights=weights,
+                                                         upstream=[read_provenance(p) for p in upstream]))}
+    write_parquet(snakemake.output.metrics, metrics, schemas.METRICS, metadata)
+    write_parquet(snakemake.output.accuracy, accuracy, schemas.ACCURACY_MATRIX, metadata)
+    write_parquet(snakemake.output.tasks, tasks, schemas.TASKS, metadata)

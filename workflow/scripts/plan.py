@@ -5,6 +5,7 @@ from par.benchmarks import Stream
 from par.io import parquet_metadata, read_json, read_parquet, write_json
 from par.logs import job_log
 from par.planning import plan_tasks
+from par.provenance import provenance, read_provenance
 
 with job_log(snakemake.log[0]) as log:
     stream = Stream.from_json(read_json(snakemake.input.stream))
@@ -18,9 +19,13 @@ with job_log(snakemake.log[0]) as log:
     for d in decisions:
         groups.setdefault(d.group, []).append(d.task)
         log.info("task %d -> group %d, %s (%s)", d.task, d.group, d.strategy, d.reason)
+    weights = parquet_metadata(snakemake.input.distances).get("extractor_weights", "unknown")
     write_json(snakemake.output.plan, {
         "benchmark": stream.benchmark, "seed": stream.seed, "run": snakemake.wildcards.run,
-        "extractor_weights": parquet_metadata(snakemake.input.distances).get("extractor_weights", "unknown"),
+        "extractor_weights": weights,
+        "provenance": provenance(snakemake.params, "cpu", extractor_weights=weights,
+                                 upstream=[read_provenance(snakemake.input.distances),
+                                           read_provenance(snakemake.input.stream)]),
         "planning": {**snakemake.params.planning, "zero_is_far": snakemake.params.zero_is_far},
         "groups": {str(g): tasks for g, tasks in groups.items()},
         "tasks": [d.to_json() for d in decisions],

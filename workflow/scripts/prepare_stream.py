@@ -3,6 +3,7 @@ from par.benchmarks import make_stream
 from par.datasets import load_labels
 from par.io import write_json
 from par.logs import job_log
+from par.provenance import provenance
 
 with job_log(snakemake.log[0]) as log:
     train_labels, test_labels, class_names = load_labels(snakemake.input.images)
@@ -11,4 +12,4 @@ with job_log(snakemake.log[0]) as log:
     for task in stream.tasks:
         log.info("task %d: classes %s  train %d  val %d  test %d", task.number, task.class_names,
                  len(task.train), len(task.val), len(task.test))
-    write_json(snakemake.output[0], stream.to_json())
+    write_json(snakemake.output[0], {**stream.to_json(), "provenance": provenance(snakemake.params, "cpu")})

@@ -1,6 +1,7 @@
 """Rule prototypes: class means of every task's features (Eq. 2)."""
 from par.extractor import load_features
 from par.logs import job_log
+from par.provenance import provenance, read_provenance
 from par.relatedness import class_prototypes, save_prototypes
 
 with job_log(snakemake.log[0]) as log:
@@ -12,4 +13,7 @@ with job_log(snakemake.log[0]) as log:
         log.info("task %d: %d prototypes from %d features", tf.task, len(tf.classes), len(tf.labels))
     if len(weights) != 1:
         raise RuntimeError(f"features were made with different extractor weights: {sorted(weights)}; re-run them")
-    save_prototypes(snakemake.output[0], prototypes, weights.pop())
+    weights = weights.pop()
+    save_prototypes(snakemake.output[0], prototypes, weights,
+                    provenance(snakemake.params, "cpu", extractor_weights=weights,
+                               upstream=[read_provenance(p) for p in snakemake.input]))

@@ -7,6 +7,7 @@ from par.devices import acquire_device, describe
 from par.io import read_json, write_json
 from par.logs import job_log
 from par.mdl import SearchConfig, search_cell
+from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
 
 with job_log(snakemake.log[0]) as log:
@@ -25,4 +26,6 @@ with job_log(snakemake.log[0]) as log:
     write_json(snakemake.output[0], {
         "task": task.number, "genotype": result.genotype.to_json(), "search": snakemake.params.search,
         "seconds": result.seconds, "device": describe(device), "history": result.history,
+        "provenance": provenance(snakemake.params, describe(device),
+                                 upstream=[read_provenance(snakemake.input.stream)]),
     })
