@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
-from par.learners import regularizers
 from par.learners.registry import Registry
 
 if TYPE_CHECKING:
@@ -227,6 +226,9 @@ class LwF(Strategy):
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False) if self.old_tasks else None
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
+        import torch
+        import torch.nn.functional as F
+
         features = model.body(x)
         logits = model.head(task)(features)
         loss = F.cross_entropy(logits, y)
@@ -270,6 +272,10 @@ class ImportancePenalty(Strategy):
         self.anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n in self.importance}
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
+        import torch.nn.functional as F
+
+        from par.learners import regularizers
+
         logits = model(x, task)
         loss = F.cross_entropy(logits, y)
         if self.importance:
@@ -277,6 +283,8 @@ class ImportancePenalty(Strategy):
         return loss, logits
 
     def after_task(self, model: MultiHeadModel, task: int, train) -> dict[str, torch.Tensor]:
+        from par.learners import regularizers
+
         new = self.estimate(model, task, train)
         merged = regularizers.running_mean(self.importance, new, len(model.tasks) - 1)
         return {f"importance.{n}": v.detach().cpu() for n, v in merged.items()}
@@ -294,6 +302,8 @@ class EWC(ImportancePenalty):
         super().__init__(penalty_lambda)
 
     def estimate(self, model, task, train):
+        from par.learners import regularizers
+
         return regularizers.empirical_fisher(model, task, train, train.batch_size)
 
 
@@ -312,6 +322,8 @@ class MAS(ImportancePenalty):
         self.importance_estimate = importance
 
     def estimate(self, model, task, train):
+        from par.learners import regularizers
+
         return regularizers.mas_importance(model, task, train, train.batch_size, self.importance_estimate)
 
 
@@ -333,15 +345,19 @@ class MASAlpha(Strategy):
     def __init__(self, alpha_sum: float = 300.0, importance: str = "authors"):  # λ = MAS's c (authors' mas.sh)
         self.alpha_sum = alpha_sum
         self.importance_estimate = importance
-        self.quadratic = regularizers.AlphaScaledQuadratic()
+        self.quadratic = None  # par.learners.regularizers.AlphaScaledQuadratic, set by start()
 
     def start(self, model: MultiHeadModel, task: int) -> None:
+        from par.learners import regularizers
+
         device = next(model.parameters()).device
         self.quadratic = regularizers.AlphaScaledQuadratic.from_carry(model.carry).to(device)
         if self.quadratic.n_tasks == 0 and len(model.tasks) > 1:
             raise ValueError("mas-alpha: the predecessor state carries no importance (was it learned by mas-alpha?)")
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
+        import torch.nn.functional as F
+
         logits = model(x, task)
         loss = F.cross_entropy(logits, y)
         if self.quadratic.n_tasks:
@@ -349,6 +365,8 @@ class MASAlpha(Strategy):
         return loss, logits
 
     def after_task(self, model: MultiHeadModel, task: int, train) -> dict[str, torch.Tensor]:
+        from par.learners import regularizers
+
         importance = regularizers.mas_importance(model, task, train, train.batch_size, self.importance_estimate)
         anchor = {n: p.detach() for n, p in model.named_parameters()}
         self.quadratic.add_task(importance, anchor)
