@@ -2,6 +2,8 @@
 
     snakemake --cores 8 --resources gpu=2 all_tables
     snakemake --cores 2 --configfile=config/demo.yaml all_tables
+    snakemake --cores 8 --resources gpu=2 paper     # the paper's Tables 1-5 and Fig. 3-6
+    snakemake paper --report report.html          # HTML report of the tables and figures
 
 (`--configfile` takes several files: write `--configfile=FILE`, or put the
 target before it, so that `all_tables` is not read as a config file.)
@@ -26,6 +28,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_paper.smk"
 
 
 rule all_tables:
@@ -36,8 +39,13 @@ rule all_tables:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/relatedness.smk"
+include: "workflow/rules/relatedness_variants.smk"
 include: "workflow/rules/learning.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/paper.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 # Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode

@@ -7,7 +7,8 @@ indices of its train / validation / test images in the decoded dataset
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -112,6 +113,15 @@ class Task:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    # Fields of a prepared stream task (par.streams): its dataset, normalisation,
+    # transforms, image size and the local label of each class position.
+    dataset: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    transform: list = field(default_factory=list)
+    image_size: list[int] | None = None
+    label_map: list[int] | None = None
+    test_source: str = "test"  # "train" when a single-split dataset's test images were carved from it
 
     @property
     def n_classes(self) -> int:
@@ -123,7 +133,8 @@ class Task:
 
     def local_labels(self, dataset_labels: np.ndarray) -> np.ndarray:
         """Map dataset class ids (n,) of this task's images to 0..n_classes-1."""
-        lookup = {c: i for i, c in enumerate(self.classes)}
+        label_map = self.label_map or list(range(len(self.classes)))
+        lookup = {c: label_map[i] for i, c in enumerate(self.classes)}
         return np.fromiter((lookup[int(c)] for c in dataset_labels), dtype=np.int64, count=len(dataset_labels))
 
 
@@ -144,9 +155,15 @@ class Stream:
 
     def task(self, number: int) -> Task:
         """Task ``number`` (1-based); raises IndexError outside 1..n_tasks."""
-        if not 1 <= number <= self.n_tasks:
-            raise IndexError(f"task {number} is outside 1..{self.n_tasks} of {self.benchmark}")
-        return self.tasks[number - 1]
+        for task in self.tasks:
+            if task.number == number:
+                return task
+        raise IndexError(f"task {number} is not among the tasks {[t.number for t in self.tasks]} of {self.benchmark}")
+
+    def normalisation(self, task: Task) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of ``task``: its own (per-task normalisation of a stream spec)
+        or the stream's."""
+        return (task.mean, task.std) if task.mean is not None else (self.mean, self.std)
 
     def to_json(self) -> dict:
         return {
@@ -233,11 +250,26 @@ def make_stream(benchmark: str, train_labels: np.ndarray, test_labels: np.ndarra
 
 def task_data(images, task: Task, split: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Images (n, H, W, 3) uint8 and local labels (n,) int64 of ``task``'s ``split``,
-    as CPU tensors, from a decoded dataset (:class:`par.datasets.ImageArrays`)."""
+    as CPU tensors, after the task's transforms (:mod:`par.transforms`).
+
+    ``images``: a decoded dataset (:class:`par.datasets.ImageArrays`), or a mapping
+    from dataset name to decoded dataset or to the path of its ``images.h5`` (then
+    only the task's images are read)."""
     import torch
 
+    from par.transforms import apply_transforms
+
+    if isinstance(images, dict):
+        images = images[task.dataset]
+    if isinstance(images, (str, Path)):
+        from par.streams import read_task_pixels
+
+        pixels, labels = read_task_pixels(images, task, split)
+        return torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(labels)
     idx = task.indices(split)
-    source = "test" if split == "test" else "train"
+    source = task.test_source if split == "test" else "train"
     pixels = getattr(images, f"{source}_images")[idx]
+    if task.dataset is not None:
+        pixels = apply_transforms(pixels, task.transform, task.image_size)
     labels = task.local_labels(getattr(images, f"{source}_labels")[idx])
     return torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(labels)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 
-SECTIONS = ("training", "planning", "search", "expert", "backbone", "lwf", "ewc", "lwf_baseline", "mas", "mas_alpha")
+SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf", "ewc",
+            "lwf_baseline", "mas", "mas_alpha")
 
 
 class ConfigError(ValueError):
@@ -35,3 +36,21 @@ def check_run(name: str, settings: dict) -> None:
             f"runs.{name}: planning.alpha={planning['alpha']} is larger than planning.beta={planning['beta']}; "
             "alpha <= beta is required (s <= alpha joins a group, s > beta searches a cell)"
         )
+
+
+# The relatedness settings that change distances.parquet; zero_is_far is applied by the plan.
+DISTANCE_KEYS = ("distance_split", "clamp_per_class", "epsilon")
+
+
+def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str | None:
+    """Name of a run's relatedness variant, or None when its distances are those
+    of the global ``relatedness`` settings (the default files).
+
+    The name lists the :data:`DISTANCE_KEYS` that differ, sorted, e.g. ``clamp_per_class-false`` or
+    ``clamp_per_class-false+distance_split-train``; it names the folder
+    ``relatedness/<bench>/seed<s>/variants/<name>/``.
+    """
+    differ = {k: v for k, v in run_relatedness.items() if k in DISTANCE_KEYS and global_relatedness.get(k) != v}
+    if not differ:
+        return None
+    return "+".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{str(v).lower()}" for k, v in sorted(differ.items()))

@@ -142,7 +142,7 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
                tiny_task_rule: bool = True, tiny_task_size: int = 25, tiny_task_factor: float = 10.0,
                cell_search: str = "mdl", relatedness_map: str = "per_pair", zero_is_far: bool = False,
                coarse_search: str = "threshold", coarse_temperature: float = 0.1,
-               seed: int = 0) -> list[TaskDecision]:
+               seed: int = 0, regularize: bool = True, reuse_cells: bool = True) -> list[TaskDecision]:
     """Decide group and strategy of every task (SPEC §3).
 
     Parameters
@@ -166,6 +166,12 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
         experts and the unknown cell with :func:`coarse_probabilities`
         (``coarse_temperature`` τ), from a generator seeded by (``seed``, task),
         so the plan stays a function of the distances, sizes and seed.
+    regularize: False turns parameter regularization off (Table 5 rows without
+        "Reg."): no task joins a group; a task with s ≤ β reuses g*'s cell, one
+        with s > β searches (the tiny-task rule is off with it).
+    reuse_cells: False removes the coarse-grained level of the search space
+        (Table 5 rows without "CS"): an allocating task always gets a new cell
+        (searched, or DARTS-V2 with ``cell_search="darts_v2"``), never g*'s.
 
     Raises ValueError on inconsistent shapes or an unknown ``group_distance``,
     ``relatedness_map`` or ``coarse_search``.
@@ -215,15 +221,15 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
         s = scores[best]
         extra = {"nearest_group": best, "score": s, "group_scores": scores}
         n = n_train[task - 1]
-        if tiny_task_rule and n <= tiny_task_size:
+        if regularize and tiny_task_rule and n <= tiny_task_size:
             eligible = [g for g in scores if largest[g - 1] >= tiny_task_factor * n]
             if eligible:
                 g = min(eligible, key=lambda g: (scores[g], g))
                 decisions.append(join(task, g, reason=f"tiny task (n_train={n} <= {tiny_task_size})", **extra))
                 continue
-        if s <= alpha:
+        if regularize and s <= alpha:
             decisions.append(join(task, best, reason=f"s={s:.4f} <= alpha={alpha}", **extra))
-        elif coarse_search == "sample":
+        elif coarse_search == "sample" and reuse_cells:
             cells: dict[int | str, float] = {}   # existing expert cell -> smallest s of its groups
             for g, score in scores.items():
                 cells[group_genotype[g - 1]] = min(score, cells.get(group_genotype[g - 1], math.inf))
@@ -238,10 +244,11 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
                 decisions.append(allocate(task, ALLOCATE_REUSE, choice,
                                           reason=f"s={s:.4f} > alpha={alpha}; sampled existing cell {choice}",
                                           **extra))
-        elif s <= beta:
+        elif s <= beta and reuse_cells:
             decisions.append(allocate(task, ALLOCATE_REUSE, group_genotype[best - 1],
-                                      reason=f"alpha={alpha} < s={s:.4f} <= beta={beta}", **extra))
+                                      reason=f"s={s:.4f} <= beta={beta}, alpha={alpha}"
+                                      + ("" if regularize else " (regularization off)"), **extra))
         else:
-            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell,
-                                      reason=f"s={s:.4f} > beta={beta}", **extra))
+            why = f"s={s:.4f} > beta={beta}" if s > beta else f"s={s:.4f}, cell reuse off"
+            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell, reason=why, **extra))
     return decisions

@@ -73,20 +73,56 @@ def nearest_prototype_kl(features: np.ndarray, labels: np.ndarray, own_prototype
     return float(k.sum())
 
 
-def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray],
-                    **options) -> np.ndarray:
+def distance_matrix(features: list[np.ndarray], labels: list[np.ndarray], prototypes: list[np.ndarray], *,
+                    clamp_per_class: bool = True, epsilon: float = DISTANCE_EPSILON,
+                    block_elements: int = 2 ** 24) -> np.ndarray:
     """The full N×N matrix D[i, j] = KL̂(q_{i+1}‖q_{j+1}) over all task pairs (both directions).
 
     ``features[t]`` (n_t, d), ``labels[t]`` (n_t,) and ``prototypes[t]`` (k_t, d)
-    belong to task t+1.  ``options`` go to :func:`nearest_prototype_kl`.
+    belong to task t+1; options as in :func:`nearest_prototype_kl`, whose values
+    this reproduces (vectorised over all j at once: one matrix product per row i
+    finds each sample's nearest prototype of every task, whose distance is then
+    computed exactly as there; only a near-tie between two prototypes, closer than
+    rounding, could pick the other one, changing ν by rounding only).
+    ``block_elements`` bounds the temporary (rows × N × d) array.
     Planning uses only the entries j < i (earlier tasks); the rest is for heatmaps.
     """
     n = len(features)
+    all_protos = np.concatenate([np.asarray(p, dtype=np.float64) for p in prototypes])
+    owner = np.repeat(np.arange(n), [len(p) for p in prototypes])  # task of each prototype row
+    sq_protos = (all_protos ** 2).sum(axis=1)
     out = np.zeros((n, n))
     for i in range(n):
+        x = np.asarray(features[i], dtype=np.float64)
+        own = np.asarray(prototypes[i], dtype=np.float64)
+        rho = np.linalg.norm(x - own[labels[i]], axis=1)
+        # Nearest prototype of every task for every sample: squared distances by one matrix
+        # product pick it, then its distance is recomputed as the norm of the difference,
+        # the arithmetic of nearest_prototype_kl (so values are those of the pairwise loop).
+        approx = (x ** 2).sum(axis=1)[:, None] - 2.0 * x @ all_protos.T + sq_protos[None, :]
+        nearest = np.empty((len(x), n), dtype=np.int64)
         for j in range(n):
-            out[i, j] = nearest_prototype_kl(features[i], labels[i], prototypes[i], prototypes[j], **options)
+            cols = np.flatnonzero(owner == j)
+            nearest[:, j] = cols[np.argmin(approx[:, cols], axis=1)]
+        nu = np.empty((len(x), n))
+        rows = max(1, block_elements // max(1, n * x.shape[1]))
+        for b in range(0, len(x), rows):
+            diff = x[b:b + rows, None, :] - all_protos[nearest[b:b + rows]]
+            nu[b:b + rows] = np.linalg.norm(diff, axis=2)
+        log_ratio = np.log((nu + epsilon) / (rho[:, None] + epsilon))
+        n_classes = own.shape[0]
+        sums = np.stack([np.bincount(labels[i], weights=log_ratio[:, j], minlength=n_classes) for j in range(n)])
+        k = sums / np.bincount(labels[i], minlength=n_classes)  # (N, k_i)
+        if clamp_per_class:
+            k = np.maximum(k, 0.0)
+        out[i] = np.ascontiguousarray(k).sum(axis=1)
     return out
+
+
+def prototype_weights(path) -> str:
+    """The extractor weights recorded in a prototypes file (:func:`save_prototypes`)."""
+    with read_hdf5(path) as f:
+        return str(f.attrs["weights"])
 
 
 def save_prototypes(path, prototypes: dict[int, tuple[list[int], np.ndarray]], weights: str,

@@ -101,12 +101,43 @@ AGGREGATE = _schema(
     ("extractor_weights", pa.string(), "relatedness extractor weights (all seeds)"),
 )
 
+TARGET_CELLS = _schema(
+    ("table", pa.int64(), "paper table (1-5)"),
+    ("benchmark", pa.string(), "the paper's benchmark of the cell"),
+    ("method", pa.string(), "the paper's row label"),
+    ("metric", pa.string(), "AP, AF, M_millions or T_hours"),
+    ("paper", pa.float64(), "the paper's value (null where it prints '-')"),
+    ("tolerance", pa.float64(), "two-sided tolerance on the mean (targets file)"),
+    ("run", pa.string(), "run reproducing the row (null: method not implemented)"),
+    ("measured_on", pa.string(), "benchmark the run was made on (Table 5: paper_targets.ablation_benchmark)"),
+    ("n_seeds", pa.int64(), "seeds with results"),
+    ("mean", pa.float64(), "mean over seeds (NaN when not run)"),
+    ("std", pa.float64(), "sample std over seeds (0 for one seed)"),
+    ("status", pa.string(), "within tolerance | gap | not run | not reproduced | no paper value | other benchmark"),
+)
+
+SWITCH_ABLATION = _schema(
+    ("switch", pa.string(), "config key section.key of the SPEC switch"),
+    ("value", pa.string(), "the non-default value the run sets (defaults follow the authors' code)"),
+    ("what", pa.string(), "what the switch changes"),
+    ("run", pa.string(), "generated run name (null when it cannot run in this build)"),
+    ("benchmark", pa.string(), "benchmark of the ablation (paper_targets.ablation_benchmark)"),
+    ("n_seeds", pa.int64(), "seeds with results"),
+    ("AP_mean", pa.float64(), "mean AP over seeds"),
+    ("AP_std", pa.float64(), "std AP"),
+    ("AF_mean", pa.float64(), "mean AF"),
+    ("M_millions_mean", pa.float64(), "mean parameter count, millions"),
+    ("n_groups_mean", pa.float64(), "mean number of experts"),
+    ("hours_mean", pa.float64(), "mean summed wall time, hours"),
+    ("delta_AP", pa.float64(), "AP_mean minus the AP of the reference run (par)"),
+    ("status", pa.string(), "ran | not run | not in this build | not ablatable (...)"),
+)
 
 # ---- PROVENANCE ---------------------------------------------------------------------------
 # Every output carries one provenance dict, built by par.provenance.provenance():
 # Parquet files in their footer metadata (key ``provenance``, JSON), JSON records
-# (stream.json, plan.json, cells/task*.json, states/task*.json) under the key
-# ``provenance``, HDF5 files (features/…/task*.h5, prototypes.h5) in the attribute
+# (task<t>.json, plan.json, cells/task*.json, states/task*.json) under the key
+# ``provenance``, HDF5 files (features/…/task*.h5, prototypes/task*.h5) in the attribute
 # ``provenance`` (JSON).  par.provenance.read_provenance(path) reads any of them.
 PROVENANCE = {
     "code_hash": "'sha256:<hex>' of the job's script and every par module it imports, transitively "

@@ -9,27 +9,23 @@ import pandas as pd
 
 from par import schemas
 
-# Name of each of our methods in the paper's tables.
-PAPER_METHOD = {"par": "PAR", "finetune": "Finetune", "independent": "Independent",
-                "ewc": "EWC", "lwf": "LwF", "mas": "MAS"}
-# Table 5 names the full method by its components.
-PAPER_METHOD_TABLE5 = {"par": "PAR FS+CS+Reg"}
 # Which paper table a metric is taken from, in order of preference: Table 3 is
 # the main comparison on classical benchmarks; Table 4 reports M; Table 5 T.
-PAPER_TABLES = {"AP": (3, 1, 2, 4), "AF": (3, 1), "M_millions": (4, 5), "T_hours": (5,)}
+PAPER_TABLES = {"AP": (3, 1, 2, 4, 5), "AF": (3, 1), "M_millions": (4, 5), "T_hours": (5,)}
 
 
 def paper_results() -> pd.DataFrame:
-    """The paper's numbers in long form: table, benchmark, method, metric, value."""
+    """The paper's numbers in long form (the targets file, :mod:`par.targets`):
+    table, benchmark, method (the paper's row), metric, value, run, tolerance."""
     with resources.files("par").joinpath("data/paper_results.csv").open() as f:
-        return pd.read_csv(f)
+        return pd.read_csv(f, dtype={"run": "string"}, comment="#")
 
 
-def paper_value(paper: pd.DataFrame, benchmark: str, method: str, metric: str) -> tuple[float | None, int | None]:
-    """(value, table) of the paper for our ``method`` on ``benchmark``, or (None, None)."""
+def paper_value(paper: pd.DataFrame, benchmark: str, run: str, metric: str) -> tuple[float | None, int | None]:
+    """(value, table) of the paper row that ``run`` reproduces on ``benchmark``
+    (the targets file's ``run`` column), or (None, None)."""
     for table in PAPER_TABLES[metric]:
-        name = (PAPER_METHOD_TABLE5 if table == 5 else PAPER_METHOD).get(method)
-        rows = paper[(paper.table == table) & (paper.benchmark == benchmark) & (paper.method == name)
+        rows = paper[(paper.table == table) & (paper.benchmark == benchmark) & (paper.run == run)
                      & (paper.metric == metric) & paper.value.notna()]
         if len(rows):
             return float(rows.value.iloc[0]), table
@@ -56,7 +52,7 @@ def aggregate_table(summary: pd.DataFrame, paper: pd.DataFrame | None = None) ->
         sources = []
         for metric, column in (("AP", "paper_AP"), ("AF", "paper_AF"), ("M_millions", "paper_M_millions"),
                                ("T_hours", "paper_hours")):
-            value, table = paper_value(paper, benchmark, method, metric)
+            value, table = paper_value(paper, benchmark, run, metric)
             row[column] = value
             if table is not None:
                 sources.append(f"{metric.split('_')[0]}: Table {table}")

@@ -206,10 +206,10 @@ def test_every_output_records_its_provenance(copied_run):
     relatedness = {"clamp_per_class": True, "epsilon": 1e-8}  # schema defaults
     outputs = {
         # file: (script, device, extractor weights, config or None (checked elsewhere))
-        res / "data/cifar10-5/seed0/stream.json": ("prepare_stream", "cpu", None, None),
+        res / "data/cifar10-5/seed0/task1.json": ("prepare_stream", "cpu", None, None),
         res / "features/cifar10-5/seed0/task3.h5":
             ("extract_features", "cpu (1 threads)", WEIGHTS, {"weights": "random", "weights_seed": 0, "split": "val"}),
-        res / "features/cifar10-5/seed0/prototypes.h5": ("prototypes", "cpu", WEIGHTS, {}),
+        res / "features/cifar10-5/seed0/prototypes/task3.h5": ("prototypes", "cpu", WEIGHTS, {}),
         res / "relatedness/cifar10-5/seed0/distances.parquet": ("distances", "cpu", WEIGHTS, None),
         par_run / "plan.json": ("plan", "cpu", WEIGHTS, None),
         par_run / "cells/task1.json": ("search_cell", "cpu (1 threads)", None, None),

@@ -1,6 +1,6 @@
 """Workflow wiring of the authors'-code switches: a sampled coarse-level search planned
 before training (SPEC §4, ``planning.coarse_search: sample``) and ``relatedness.zero_is_far``
-reaching the plan.  Only the plan job runs: its inputs (stream, distances) are written
+reaching the plan.  Only the plan job runs: its inputs (task files, distances) are written
 here, and ``--allowed-rules`` keeps Snakemake from rebuilding them."""
 import json
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from par import schemas
-from par.benchmarks import make_stream
+from par.streams import load_spec, prepare_task, resolve_tasks
 from par.io import write_json, write_parquet
 from test_workflow import config_for, scheduled_jobs, snakemake
 
@@ -18,13 +18,15 @@ DOWNSTREAM = ["plan", "search_cell", "learn_task", "metrics", "tables", "all_tab
 def test_sampled_coarse_search_is_planned_before_training(tmp_path):
     res = tmp_path / "results"
     labels = np.repeat(np.arange(10), 10)
-    write_json(res / "data/cifar10-5/seed0/stream.json",
-               make_stream("cifar10-5", labels, labels, [str(c) for c in range(10)], 0).to_json())
+    for task in resolve_tasks(load_spec("cifar10-5"), 0):
+        prepared = prepare_task(task, labels, labels, [str(c) for c in range(10)])
+        write_json(res / f"data/cifar10-5/seed0/task{task['task']}.json",
+                   {**prepared, "mean": [0.5] * 3, "std": [0.25] * 3, "provenance": {"test": True}})
     kl = np.random.default_rng(0).uniform(0.5, 2.5, size=(5, 5))
     kl[3, 0] = 0.0                                  # task 4 is identical to task 1: far, by zero_is_far
     write_parquet(res / "relatedness/cifar10-5/seed0/distances.parquet",
                   pd.DataFrame([{"i": i + 1, "j": j + 1, "kl": kl[i, j]} for i in range(5) for j in range(5)]),
-                  schemas.DISTANCES, metadata={"extractor_weights": "test"})
+                  schemas.DISTANCES, metadata={"extractor_weights": "test", "provenance": json.dumps({"test": True})})
     (res / "data/cifar10").mkdir(parents=True)
     (res / "data/cifar10/images.h5").touch()        # read by no job that runs here
     config = config_for(tmp_path / "no-data", planning={"alpha": 0.5, "beta": 0.75, "coarse_search": "sample"})

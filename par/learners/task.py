@@ -24,7 +24,8 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     ----------
     assignment: ``task, group, strategy, predecessor, group_tasks, genotype_source``
         (see :mod:`par.learners.methods`).
-    images: the decoded dataset (:class:`par.datasets.ImageArrays`).
+    images: the decoded dataset (:class:`par.datasets.ImageArrays`), or a mapping
+        dataset name → decoded dataset or ``images.h5`` path (multi-dataset streams).
     predecessor: the predecessor's model (continued strategies) or None.
     body_spec: spec of a fresh body (allocation, independent) or None.
     strategy_options: keyword arguments per strategy name, e.g.
@@ -53,9 +54,10 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     generator = torch.Generator().manual_seed(seed)
     x_train, y_train = task_data(images, task, "train")
     x_val, y_val = task_data(images, task, "val")
-    train = Batches(x_train, y_train, stream.mean, stream.std, train_config.batch_size, device,
+    mean, std = stream.normalisation(task)
+    train = Batches(x_train, y_train, mean, std, train_config.batch_size, device,
                     shuffle=True, augment=train_config.augment, config=train_config, generator=generator)
-    val = Batches(x_val, y_val, stream.mean, stream.std, train_config.eval_batch_size, device)
+    val = Batches(x_val, y_val, mean, std, train_config.eval_batch_size, device)
     log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
     result = fit(model, t, strategy, train, val, train_config)
@@ -64,7 +66,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     test_accuracy = {}
     for u in assignment["group_tasks"]:
         x_test, y_test = task_data(images, stream.task(u), "test")
-        test_accuracy[u] = evaluate(model, u, Batches(x_test, y_test, stream.mean, stream.std,
+        test_accuracy[u] = evaluate(model, u, Batches(x_test, y_test, *stream.normalisation(stream.task(u)),
                                                       train_config.eval_batch_size, device))
         log.info("after task %d: test accuracy on task %d = %.4f", t, u, test_accuracy[u])
     record = {

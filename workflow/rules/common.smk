@@ -1,6 +1,7 @@
 """Paths, wildcard constraints, run settings and the lookups rules share."""
 import functools
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -8,18 +9,53 @@ from snakemake.exceptions import WorkflowError
 # Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
 # parses this file, and importing torch would cost seconds (issue 8;
 # tests/test_startup.py checks it).
-from par.benchmarks import BENCHMARKS
-from par.config import ConfigError, check_run, run_settings
-from par.datasets import DATASETS, DatasetUnavailable, locate_source
+from par.ablations import generated_runs, resolve_aliases
+from par.config import ConfigError, check_run, relatedness_variant, run_settings
+from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.io import read_json
 from par.learners import get_method
 from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
 from par.provenance import code_hash
+from par.resume import record_owner, stale_lock_hint
+from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
 
 RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
 SEEDS = config["seeds"]
+USER_DATASETS = config["datasets"]
+try:
+    register_image_folders(USER_DATASETS)
+except ValueError as err:
+    raise WorkflowError(f"datasets: {err}")
+
+
+def _streams():
+    """Every configured benchmark's stream spec: shipped (par/data/streams) or the
+    user's own under the config key ``streams`` (a spec or the path of a YAML file)."""
+    out = {}
+    for name in BENCHMARK_NAMES:
+        source = config["streams"].get(name, name)
+        if name not in config["streams"] and name not in shipped_streams():
+            raise WorkflowError(f"benchmarks: {name!r} is neither a shipped benchmark {sorted(shipped_streams())} "
+                                "nor a stream defined under the config key 'streams'")
+        try:
+            out[name] = load_spec(source, f"streams.{name}" if name in config["streams"] else name)
+        except (StreamSpecError, KeyError) as err:
+            raise WorkflowError(str(err))
+    return out
+
+
+STREAMS = _streams()
+
+
+@functools.lru_cache(maxsize=None)
+def stream_tasks(bench, seed):
+    """Resolved task specs (par.streams.resolve_tasks) of ``bench`` for ``seed``."""
+    try:
+        return resolve_tasks(STREAMS[bench], int(seed))
+    except StreamSpecError as err:
+        raise WorkflowError(str(err))
 
 
 def results(path):
@@ -40,23 +76,80 @@ def _settings():
 
 
 RUNS = _settings()
-PLAN_RUNS = [r for r, s in RUNS.items() if get_method(s["method"]).needs_plan]
+CONFIG_RUNS = list(RUNS)
+PLAN_RUNS = [r for r in CONFIG_RUNS if get_method(RUNS[r]["method"]).needs_plan]
+
+
+def _generated_runs():
+    """Runs of the paper targets (Table 5, sweeps, switches), minus those equal to a run."""
+    try:
+        settings = {name: run_settings(config, raw) for name, raw in generated_runs(PAPER_TARGETS, config).items()}
+        for name, s in settings.items():
+            check_run(name, s)
+        return resolve_aliases(RUNS, settings)
+    except ConfigError as err:
+        raise WorkflowError(str(err))
+
+
+PAPER_TARGETS = config["paper_targets"]
+GENERATED_RUNS, RUN_ALIASES = _generated_runs()
+RUNS.update(GENERATED_RUNS)
+
+# Runs that override `relatedness` get their own distances (and, for another split,
+# features), named by the settings that differ; the global settings keep the default paths.
+RUN_RELATEDNESS = {r: relatedness_variant(s["relatedness"], config["relatedness"]) for r, s in RUNS.items()}
+RELATEDNESS_VARIANTS = {v: RUNS[r]["relatedness"] for r, v in RUN_RELATEDNESS.items() if v is not None}
 
 
 wildcard_constraints:
-    bench="|".join(map(re.escape, BENCHMARKS)),
-    dataset="|".join(map(re.escape, DATASETS)),
+    bench="|".join(map(re.escape, STREAMS)),
+    dataset="|".join(map(re.escape, [*DATASETS, *USER_DATASETS])),
     seed=r"\d+",
     run="|".join(map(re.escape, RUNS)),
     task=r"[1-9]\d*",
+    variant="|".join(map(re.escape, RELATEDNESS_VARIANTS)) or "no-variant",
+    split="val|train",
 
 
 def n_tasks(bench):
-    return BENCHMARKS[bench].n_tasks
+    return STREAMS[bench].n_tasks
+
+
+def task_spec(wildcards):
+    """The resolved spec of task ``wildcards.task`` (its params: a task's own entry only)."""
+    tasks = stream_tasks(wildcards.bench, wildcards.seed)
+    task = int(wildcards.task)
+    if task > len(tasks):
+        raise WorkflowError(f"{wildcards.bench} has {len(tasks)} tasks; task {task} does not exist")
+    return tasks[task - 1]
+
+
+def dataset_images(dataset):
+    return results(f"data/{dataset}/images.h5")
 
 
 def images_path(wildcards):
-    return results(f"data/{BENCHMARKS[wildcards.bench].dataset}/images.h5")
+    """images.h5 of the dataset of task ``wildcards.task`` (only that one)."""
+    return dataset_images(task_spec(wildcards)["dataset"])
+
+
+def task_path(bench, seed, task):
+    return results(f"data/{bench}/seed{seed}/task{task}.json")
+
+
+def task_json(wildcards):
+    return task_path(wildcards.bench, wildcards.seed, wildcards.task)
+
+
+def prepare_task_input(wildcards):
+    """The task's dataset and the prepared tasks it refers to (same_as)."""
+    spec = task_spec(wildcards)
+    return {"images": dataset_images(spec["dataset"]),
+            "earlier": [task_path(wildcards.bench, wildcards.seed, j) for j in task_dependencies(spec)]}
+
+
+def all_task_jsons(wildcards):
+    return [task_path(wildcards.bench, wildcards.seed, t) for t in range(1, n_tasks(wildcards.bench) + 1)]
 
 
 def task_features(wildcards):
@@ -64,12 +157,26 @@ def task_features(wildcards):
             for t in range(1, n_tasks(wildcards.bench) + 1)]
 
 
-def stream_path(wildcards):
-    return results(f"data/{wildcards.bench}/seed{wildcards.seed}/stream.json")
+def task_prototypes(wildcards):
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/prototypes/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+def run_distances(wildcards):
+    """The distances a run plans from: the default file, or its relatedness variant's."""
+    variant = RUN_RELATEDNESS[wildcards.run]
+    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
+    return results(f"{folder}/distances.parquet" if variant is None else f"{folder}/variants/{variant}/distances.parquet")
 
 
 def run_dir(wildcards):
     return results(f"runs/{wildcards.bench}/seed{wildcards.seed}/{wildcards.run}")
+
+
+def mem_mb_per_attempt(mb):
+    """``mem_mb`` growing with Snakemake's attempt (mb, 2 mb, 3 mb): a job the
+    scheduler killed for memory is retried with more (``retries`` in the SLURM profile)."""
+    return lambda wildcards, attempt: mb * attempt
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,9 +220,13 @@ def assignment(wildcards):
 
 
 def learn_task_input(wildcards):
-    """Images, stream, the predecessor's state and the cell file, as the plan says."""
+    """The prepared tasks it trains and tests on (the group's tasks), their datasets'
+    images, the predecessor's state and the cell file, as the plan says."""
     a = assignment(wildcards)
-    inputs = {"images": images_path(wildcards), "stream": stream_path(wildcards)}
+    tasks = stream_tasks(wildcards.bench, wildcards.seed)
+    tested = sorted(set(a["group_tasks"]) | {a["task"]})
+    inputs = {"images": sorted({dataset_images(tasks[u - 1]["dataset"]) for u in tested}),
+              "tasks": [task_path(wildcards.bench, wildcards.seed, u) for u in tested]}
     if a["predecessor"] is not None:
         inputs["predecessor"] = f"{run_dir(wildcards)}/states/task{a['predecessor']}.pt"
     if isinstance(a["genotype_source"], int):
@@ -170,7 +281,7 @@ def run_outputs(wildcards):
     return files
 
 
-METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in RUNS]
+METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 TABLES = [results(f"tables/{name}") for name in
           ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")]
 
@@ -181,12 +292,18 @@ def check_inputs_available():
     """Raise one WorkflowError naming everything missing (datasets, extractor
     weights) that cannot be downloaded, and what to place where."""
     problems = []
-    for dataset in sorted({BENCHMARKS[b].dataset for b in BENCHMARK_NAMES}):
-        if not Path(results(f"data/{dataset}/images.h5")).exists():
-            try:
-                locate_source(dataset, config["data_root"])
-            except DatasetUnavailable as err:
-                problems.append(str(err))
+    used = sorted({t["dataset"] for b in BENCHMARK_NAMES for s in SEEDS for t in stream_tasks(b, s)})
+    for dataset in used:
+        if Path(results(f"data/{dataset}/images.h5")).exists():
+            continue
+        if dataset not in DATASETS:
+            problems.append(f"Dataset '{dataset}' used by a stream is neither known {sorted(DATASETS)} nor "
+                            "defined under the config key 'datasets'")
+            continue
+        try:
+            locate_source(dataset, config["data_root"])
+        except DatasetUnavailable as err:
+            problems.append(str(err))
     features = [results(f"features/{b}/seed{s}/task{t}.h5")
                 for b in BENCHMARK_NAMES for s in SEEDS for t in range(1, n_tasks(b) + 1)]
     if PLAN_RUNS and not all(Path(f).exists() for f in features):
@@ -202,3 +319,9 @@ def check_inputs_available():
 
 onstart:
     check_inputs_available()
+    record_owner()  # who holds the lock, for `python -m par.resume` (par/resume.py)
+
+
+# A lock left by a killed Snakemake: say so, and name the command that resumes.
+if (_hint := stale_lock_hint()) is not None:
+    print(_hint, file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Datasets decoded once, and each benchmark's task stream per seed."""
+"""Datasets decoded once, and each task of a benchmark's stream per seed."""
 
 
 rule decode_dataset:
@@ -21,16 +21,19 @@ rule decode_dataset:
 
 
 rule prepare_stream:
-    """Tasks of a benchmark for one seed: classes and train/val/test indices (SPEC §8)."""
+    """One task of a stream for one seed: classes, train/val/test indices, normalisation
+    and transforms (SPEC §8). Per task, so that appending a task to a stream leaves
+    the earlier tasks' files (and everything computed from them) as they are."""
     input:
-        images=images_path,
+        unpack(prepare_task_input),
     output:
-        results("data/{bench}/seed{seed}/stream.json"),
+        results("data/{bench}/seed{seed}/task{task}.json"),
     params:
+        task=task_spec,
         code=code_version("prepare_stream.py"),
         stream=config["stream"],
     log:
-        results("logs/prepare_stream/{bench}/seed{seed}.log"),
+        results("logs/prepare_stream/{bench}/seed{seed}/task{task}.log"),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -2,14 +2,14 @@
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
-        distances=results("relatedness/{bench}/seed{seed}/distances.parquet"),
-        stream=stream_path,
+        distances=run_distances,
+        tasks=all_task_jsons,
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
         code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
-        zero_is_far=config["relatedness"]["zero_is_far"],
+        zero_is_far=lambda w: RUNS[w.run]["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),
     resources:
@@ -25,7 +25,7 @@ rule search_cell:
     """MDL search of a cell for an allocate-search task (SPEC §4)."""
     input:
         images=images_path,
-        stream=stream_path,
+        task=task_json,
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
@@ -36,7 +36,7 @@ rule search_cell:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=8000,
+        mem_mb=mem_mb_per_attempt(8000),
         runtime=240,
     log:
         results("logs/search_cell/{bench}/seed{seed}/{run}/task{task}.log"),
@@ -63,7 +63,7 @@ rule learn_task:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=8000,
+        mem_mb=mem_mb_per_attempt(8000),
         runtime=360,
     log:
         results("logs/learn_task/{bench}/seed{seed}/{run}/task{task}.log"),

@@ -5,7 +5,7 @@ rule extract_features:
     """ResNet18 features (n, 512) of one task's distance split (SPEC §1)."""
     input:
         images=images_path,
-        stream=stream_path,
+        task=task_json,
     output:
         results("features/{bench}/seed{seed}/task{task}.h5"),
     params:
@@ -16,7 +16,7 @@ rule extract_features:
     threads: config["threads"]
     resources:
         gpu=gpu_request,
-        mem_mb=4000,
+        mem_mb=mem_mb_per_attempt(4000),
         runtime=30,
     log:
         results("logs/extract_features/{bench}/seed{seed}/task{task}.log"),
@@ -29,15 +29,15 @@ rule extract_features:
 
 
 rule prototypes:
-    """Class prototypes (class means of the features) of every task (Eq. 2)."""
+    """Class prototypes (class means of the features) of one task (Eq. 2)."""
     input:
-        task_features,
+        results("features/{bench}/seed{seed}/task{task}.h5"),
     output:
-        results("features/{bench}/seed{seed}/prototypes.h5"),
+        results("features/{bench}/seed{seed}/prototypes/task{task}.h5"),
     params:
         code=code_version("prototypes.py"),
     log:
-        results("logs/prototypes/{bench}/seed{seed}.log"),
+        results("logs/prototypes/{bench}/seed{seed}/task{task}.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -51,7 +51,7 @@ rule distances:
     """KL(q_i || q_j) for every pair of tasks (Eq. 4), as Parquet and a heatmap."""
     input:
         features=task_features,
-        prototypes=results("features/{bench}/seed{seed}/prototypes.h5"),
+        prototypes=task_prototypes,
     output:
         table=results("relatedness/{bench}/seed{seed}/distances.parquet"),
         heatmap=results("relatedness/{bench}/seed{seed}/distances.png"),

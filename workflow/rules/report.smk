@@ -32,7 +32,8 @@ rule tables:
         summary_md=results("tables/summary.md"),
         aggregate=results("tables/aggregate.parquet"),
         aggregate_md=results("tables/aggregate.md"),
-        figure=results("tables/ap_vs_parameters.png"),
+        figure=report(results("tables/ap_vs_parameters.png"), category="Summary",
+                      caption="../report/ap_vs_parameters.rst"),
     params:
         code=code_version("tables.py"),
     log:

@@ -7,11 +7,14 @@ from par.io import write_parquet
 from par.logs import job_log
 from par.plots import distance_heatmap
 from par.provenance import provenance, provenance_json, read_provenance
-from par.relatedness import distance_matrix, load_prototypes
+from par.relatedness import distance_matrix, load_prototypes, prototype_weights
 
 with job_log(snakemake.log[0]) as log:
     features = sorted((load_features(p) for p in snakemake.input.features), key=lambda tf: tf.task)
-    prototypes = load_prototypes(snakemake.input.prototypes)
+    weights = {prototype_weights(p) for p in snakemake.input.prototypes} | {tf.weights for tf in features}
+    if len(weights) != 1:
+        raise RuntimeError(f"features were made with different extractor weights: {sorted(weights)}; re-run them")
+    prototypes = {t: p for path in snakemake.input.prototypes for t, p in load_prototypes(path).items()}
     matrix = distance_matrix([tf.features for tf in features], [tf.labels for tf in features],
                              [prototypes[tf.task] for tf in features], clamp_per_class=snakemake.params.clamp_per_class,
                              epsilon=snakemake.params.epsilon)
@@ -25,6 +28,6 @@ with job_log(snakemake.log[0]) as log:
                             "provenance": provenance_json(provenance(
                                 snakemake.params, "cpu", extractor_weights=weights,
                                 upstream=[read_provenance(p) for p in [*snakemake.input.features,
-                                                                       snakemake.input.prototypes]]))})
+                                                                       *snakemake.input.prototypes]]))})
     bench, seed = snakemake.wildcards.bench, snakemake.wildcards.seed
     distance_heatmap(matrix, snakemake.output.heatmap, f"{bench} seed {seed}: task distances\n({weights})")

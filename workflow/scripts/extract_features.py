@@ -1,29 +1,26 @@
 """Rule extract_features: frozen ResNet18 features of one task's distance split."""
 import torch
 
-from par.benchmarks import Stream
-from par.datasets import load_images
 from par.devices import acquire_device, describe
 from par.extractor import TaskFeatures, build_extractor, extract_features, save_features, weights_provenance
 from par.io import read_json
 from par.logs import job_log
 from par.provenance import provenance, read_provenance
+from par.streams import read_task_pixels, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    stream = Stream.from_json(read_json(snakemake.input.stream))
-    task = stream.task(int(snakemake.wildcards.task))
+    task = task_from_json(read_json(snakemake.input.task))
     split = snakemake.params.split
-    images = load_images(snakemake.input.images)
     ids = task.indices(split)
-    pixels, labels = images.train_images[ids], task.local_labels(images.train_labels[ids])
+    pixels, labels = read_task_pixels(snakemake.input.images, task, split)
     weights = weights_provenance(snakemake.params.weights, snakemake.params.weights_seed)
     model = build_extractor(snakemake.params.weights, snakemake.params.weights_seed)
     with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
         log.info("extracting %d %s images of task %d on %s with %s", len(ids), split, task.number,
                  describe(device), weights)
-        features = extract_features(model, pixels, stream.mean, stream.std,
+        features = extract_features(model, pixels, task.mean, task.std,
                                     batch_size=snakemake.config["extractor"]["batch_size"], device=device)
     save_features(snakemake.output[0], TaskFeatures(task.number, features, labels, ids, task.classes, split, weights),
                   provenance(snakemake.params, describe(device), extractor_weights=weights,
-                             upstream=[read_provenance(snakemake.input.stream)]))
+                             upstream=[read_provenance(snakemake.input.task)]))

@@ -1,9 +1,10 @@
 """Rule learn_task: learn one task from its predecessor's state, test the new state."""
 import torch
 
+from pathlib import Path
+
 from par.benchmarks import Stream
 from par.cells import genotype_json
-from par.datasets import load_images
 from par.devices import acquire_device, describe
 from par.io import read_json, write_json
 from par.learners import STRATEGIES, learn_task
@@ -11,13 +12,16 @@ from par.logs import job_log
 from par.models import load_model, save_model
 from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
+from par.streams import task_from_json
 from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     assignment = snakemake.params.assignment
     strategy = snakemake.params.strategy
-    stream = Stream.from_json(read_json(snakemake.input.stream))
+    w = snakemake.wildcards
+    tasks = [task_from_json(read_json(p)) for p in snakemake.input.tasks]
+    stream = Stream(w.bench, tasks[0].dataset, int(w.seed), tasks[0].mean, tasks[0].std, tasks)
     body = strategy["body"]
     if body is not None and body["kind"] == "expert":
         cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
@@ -28,7 +32,8 @@ with job_log(snakemake.log[0]) as log:
     if "options" in strategy:
         name = assignment["strategy"]
         options[name] = STRATEGIES[name].options_from_config(strategy["options"])
-    images = load_images(snakemake.input.images)
+    # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
+    images = {Path(p).parent.name: p for p in snakemake.input.images}
     with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
         log.info("%s: task %d, %s, predecessor %s, on %s", snakemake.wildcards.run, assignment["task"],
                  assignment["strategy"], assignment["predecessor"], describe(device))
@@ -39,7 +44,8 @@ with job_log(snakemake.log[0]) as log:
                                    train_config=train_config, strategy_options=options, device=device,
                                    seed=seed)
     record["device"] = describe(device)
-    upstream = [read_provenance(p) for key, p in snakemake.input.items() if key in ("stream", "cell")]
+    upstream = [read_provenance(p) for p in snakemake.input.tasks]
+    upstream += [read_provenance(snakemake.input.cell)] if "cell" in snakemake.input.keys() else []
     record["provenance"] = provenance(snakemake.params, describe(device), upstream=upstream)
     save_model(snakemake.output.state, model)
     write_json(snakemake.output.record, record)

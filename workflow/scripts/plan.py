@@ -1,31 +1,31 @@
 """Checkpoint plan: task groups and a strategy per task (SPEC §3)."""
 import numpy as np
 
-from par.benchmarks import Stream
 from par.io import parquet_metadata, read_json, read_parquet, write_json
 from par.logs import job_log
 from par.planning import plan_tasks
 from par.provenance import provenance, read_provenance
 
 with job_log(snakemake.log[0]) as log:
-    stream = Stream.from_json(read_json(snakemake.input.stream))
+    tasks = sorted((read_json(p) for p in snakemake.input.tasks), key=lambda t: t["task"])
+    n = len(tasks)
     frame = read_parquet(snakemake.input.distances)
-    distances = np.zeros((stream.n_tasks, stream.n_tasks))
+    distances = np.zeros((n, n))
     distances[frame.i - 1, frame.j - 1] = frame.kl
     # The seed of the stream also seeds the sampled coarse-level search (coarse_search: sample).
-    decisions = plan_tasks(distances, [len(t.train) for t in stream.tasks], **snakemake.params.planning,
-                           zero_is_far=snakemake.params.zero_is_far, seed=stream.seed)
+    decisions = plan_tasks(distances, [t["n_train"] for t in tasks], **snakemake.params.planning,
+                           zero_is_far=snakemake.params.zero_is_far, seed=int(snakemake.wildcards.seed))
     groups = {}
     for d in decisions:
         groups.setdefault(d.group, []).append(d.task)
         log.info("task %d -> group %d, %s (%s)", d.task, d.group, d.strategy, d.reason)
     weights = parquet_metadata(snakemake.input.distances).get("extractor_weights", "unknown")
     write_json(snakemake.output.plan, {
-        "benchmark": stream.benchmark, "seed": stream.seed, "run": snakemake.wildcards.run,
+        "benchmark": snakemake.wildcards.bench, "seed": int(snakemake.wildcards.seed), "run": snakemake.wildcards.run,
         "extractor_weights": weights,
         "provenance": provenance(snakemake.params, "cpu", extractor_weights=weights,
                                  upstream=[read_provenance(snakemake.input.distances),
-                                           read_provenance(snakemake.input.stream)]),
+                                           *map(read_provenance, snakemake.input.tasks)]),
         "planning": {**snakemake.params.planning, "zero_is_far": snakemake.params.zero_is_far},
         "groups": {str(g): tasks for g, tasks in groups.items()},
         "tasks": [d.to_json() for d in decisions],

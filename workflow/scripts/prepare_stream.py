@@ -1,15 +1,18 @@
-"""Rule prepare_stream: cut a dataset into a benchmark's tasks for one seed."""
-from par.benchmarks import make_stream
+"""Rule prepare_stream: cut one task of a stream from its dataset for one seed."""
 from par.datasets import load_labels
-from par.io import write_json
+from par.io import read_json
 from par.logs import job_log
 from par.provenance import provenance
+from par.streams import describe, prepare_task, task_from_json, task_normalisation, task_users, write_task
 
 with job_log(snakemake.log[0]) as log:
+    spec = snakemake.params.task
     train_labels, test_labels, class_names = load_labels(snakemake.input.images)
-    stream = make_stream(snakemake.wildcards.bench, train_labels, test_labels, class_names,
-                         int(snakemake.wildcards.seed), **snakemake.params.stream)
-    for task in stream.tasks:
-        log.info("task %d: classes %s  train %d  val %d  test %d", task.number, task.class_names,
-                 len(task.train), len(task.val), len(task.test))
-    write_json(snakemake.output[0], {**stream.to_json(), "provenance": provenance(snakemake.params, "cpu")})
+    train_users, test_users = task_users(snakemake.input.images) if spec.get("user") else (None, None)
+    earlier = {d["task"]: d for d in map(read_json, snakemake.input.earlier)}
+    prepared = prepare_task(spec, train_labels, test_labels, class_names, train_users=train_users,
+                            test_users=test_users, earlier=earlier, caps=snakemake.params.stream)
+    prepared["mean"], prepared["std"] = task_normalisation(prepared, snakemake.input.images)
+    log.info("%s; mean %s std %s", describe(prepared), prepared["mean"], prepared["std"])
+    task_from_json(prepared)  # fails here, not in a later job, if anything is missing
+    write_task(snakemake.output[0], {**prepared, "provenance": provenance(snakemake.params, "cpu")})

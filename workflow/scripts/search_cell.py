@@ -1,31 +1,30 @@
 """Rule search_cell: MDL search of a cell for one allocate-search task (SPEC §4)."""
 import torch
 
-from par.benchmarks import Stream, task_data
-from par.datasets import load_images
+from par.benchmarks import task_data
 from par.devices import acquire_device, describe
 from par.io import read_json, write_json
 from par.logs import job_log
 from par.mdl import SearchConfig, search_cell
 from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
+from par.streams import task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    stream = Stream.from_json(read_json(snakemake.input.stream))
-    task = stream.task(int(snakemake.wildcards.task))
-    images, labels = task_data(load_images(snakemake.input.images), task, "train")
+    task = task_from_json(read_json(snakemake.input.task))
+    images, labels = task_data({task.dataset: snakemake.input.images}, task, "train")
     config = SearchConfig(**snakemake.params.search)
     # result.seconds is measured by search_cell, inside acquire_device: waiting for a GPU slot is not in T.
     with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
         log.info("searching a cell for task %d (%d images) on %s", task.number, len(labels), describe(device))
-        seed = job_seed(stream.seed, "search", task.number)
+        seed = job_seed(int(snakemake.wildcards.seed), "search", task.number)
         seed_everything(seed)
-        result = search_cell(images, labels, task.n_classes, stream.mean, stream.std, config, device, seed)
+        result = search_cell(images, labels, task.n_classes, task.mean, task.std, config, device, seed)
     log.info("genotype: %s", result.genotype.to_json())
     write_json(snakemake.output[0], {
         "task": task.number, "genotype": result.genotype.to_json(), "search": snakemake.params.search,
         "seconds": result.seconds, "device": describe(device), "history": result.history,
         "provenance": provenance(snakemake.params, describe(device),
-                                 upstream=[read_provenance(snakemake.input.stream)]),
+                                 upstream=[read_provenance(snakemake.input.task)]),
     })

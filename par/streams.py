@@ -1,0 +1,460 @@
+"""Task streams as data: a declarative spec (YAML) lists the tasks of a benchmark.
+
+A stream spec (schema: ``par/data/streams/stream.schema.yaml``; the paper's
+benchmarks are the specs in ``par/data/streams/*.yaml``) gives, per task, the
+dataset, the classes, per-class sizes and transforms.  It is read without data
+(at workflow parse time) and resolved, per ``seed``, into one JSON-able dict per
+task (:func:`resolve_tasks`); a task's resolved dict depends only on its own spec
+entry, the seed and its number — appending a task leaves earlier ones unchanged
+(except with ``task_order: seeded``, used by the paper's interleaved benchmarks).
+
+:func:`prepare_task` then cuts the task from the dataset's labels (train / val /
+test indices per class) — this is the per-task ``task{t}.json`` of the workflow.
+
+Seeds: everything random about task t draws from ``numpy.random.default_rng([seed, t, k])``
+with a fixed ``k`` per purpose (dataset choice, sizes, classes, samples), except
+class orders of the paper's CIFAR benchmarks (authors' loaders, :data:`CLASS_ORDERS`)
+and CTrL's validation pools (split seed 17, independent of the run seed).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from par import benchmarks as _benchmarks
+from par.transforms import permute_labels, transform_name
+
+SPEC_DIR = Path(__file__).resolve().parent / "data" / "streams"
+SCHEMA_PATH = SPEC_DIR / "stream.schema.yaml"
+
+# Purposes of the per-task generators default_rng([seed, task, purpose]).
+_DATASET, _SIZES, _CLASSES, _SAMPLES, _LABELS, _ORDER = range(6)
+
+# Normalisation constants by name (SPEC §8): dataset normalisation of the paper's benchmarks.
+NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": (_benchmarks.CIFAR10_MEAN, _benchmarks.CIFAR10_STD),
+    "cifar100": (_benchmarks.CIFAR100_MEAN, _benchmarks.CIFAR100_STD),
+    # torchvision's ImageNet constants (MiniImageNet, SPEC §8)
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _flat(chunks):
+    return lambda seed: [c for chunk in chunks(seed) for c in chunk]
+
+
+# Seeded class orders of the paper's benchmarks: seed → list of dataset class ids;
+# a task's classes are a consecutive chunk of it ({"order": name, "size": k}).
+CLASS_ORDERS = {
+    "cifar10-pairs": _flat(_benchmarks._cifar10_pairs),
+    "cifar100-authors": _flat(_benchmarks._cifar100_chunks(1)),
+    "miniimagenet": lambda seed: [int(c) for c in np.random.RandomState(seed).permutation(100)],
+}
+
+
+class StreamSpecError(ValueError):
+    """A stream spec that is not valid; the message names the stream, task and key."""
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def shipped_streams() -> dict[str, Path]:
+    """Names of the specs shipped in ``par/data/streams`` → their paths."""
+    return {p.stem: p for p in sorted(SPEC_DIR.glob("*.yaml")) if p.name != SCHEMA_PATH.name}
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out.lstrip(".") or "(top level)"
+
+
+def validate_spec(spec: dict, name: str) -> None:
+    """Check ``spec`` against the stream schema and the rules it cannot express.
+
+    Raises :class:`StreamSpecError` naming ``name`` and the bad key (e.g.
+    ``streams.mine: tasks[2].sizes.train: -1 is less than the minimum of 0``)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(spec), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"  {_where(e.absolute_path)}: {e.message}" for e in errors[:10]]
+        raise StreamSpecError(f"stream '{name}' is not a valid stream spec:\n" + "\n".join(lines))
+    for i, entry in enumerate(spec["tasks"]):
+        classes = entry.get("classes")
+        if isinstance(classes, dict) and "same_as" in classes and "repeat" in entry:
+            raise StreamSpecError(f"stream '{name}': tasks[{i}]: 'same_as' cannot be combined with 'repeat'")
+        for t in entry.get("transform", []):
+            tname, _ = transform_name(t)
+            if tname not in ("rainbow", "permute_labels"):
+                raise StreamSpecError(f"stream '{name}': tasks[{i}].transform: unknown transform {tname!r}")
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A validated stream spec; ``entries`` are the task entries with ``repeat`` expanded
+    (each carries ``index``, its position within its repeat group)."""
+
+    name: str
+    raw: dict
+    entries: tuple
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.entries)
+
+    @property
+    def image_size(self):
+        size = self.raw.get("image_size")
+        return None if size is None else ([size, size] if isinstance(size, int) else list(size))
+
+    @property
+    def datasets(self) -> set[str]:
+        """Every dataset any task may use (a ``choose`` counts all its options)."""
+        out = set()
+        for e in self.entries:
+            d = e["dataset"]
+            out.update(d["choose"] if isinstance(d, dict) else [d])
+        return out
+
+
+def load_spec(source, name: str | None = None) -> StreamSpec:
+    """A stream spec from a shipped name, a YAML file path or an inline dict; validated.
+
+    Raises :class:`StreamSpecError` (bad spec) or KeyError (unknown shipped name)."""
+    if isinstance(source, dict):
+        raw, name = copy.deepcopy(source), name or source.get("name", "stream")
+    else:
+        path = shipped_streams().get(str(source)) or Path(source)
+        if not path.is_file():
+            raise KeyError(f"no stream spec named {source!r}; shipped: {sorted(shipped_streams())}")
+        raw = yaml.safe_load(path.read_text())
+        name = name or raw.get("name", path.stem)
+    validate_spec(raw, name)
+    entries = []
+    for i, entry in enumerate(raw["tasks"]):
+        for k in range(entry.get("repeat", 1)):
+            e = {key: v for key, v in entry.items() if key != "repeat"}
+            e["index"], e["entry"] = k, i
+            entries.append(e)
+    return StreamSpec(name, raw, tuple(entries))
+
+
+def _rng(seed: int, task: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, task, purpose])
+
+
+def _task_order(spec: StreamSpec, seed: int) -> list[int]:
+    if spec.raw.get("task_order", "listed") == "seeded":
+        return [int(i) for i in np.random.RandomState(seed).permutation(spec.n_tasks)]
+    return list(range(spec.n_tasks))
+
+
+def _choose(value, rng):
+    if isinstance(value, dict) and "choose" in value:
+        options = value["choose"]
+        return copy.deepcopy(options[int(rng.integers(len(options)))])
+    return copy.deepcopy(value)
+
+
+def _split(spec: StreamSpec, entry: dict) -> dict:
+    split = {"kind": "fraction", "val_fraction": 0.1, "split_seed": None, **spec.raw.get("split", {}),
+             **entry.get("split", {})}
+    if split["kind"] == "pool":
+        pools = split.get("val_pool", {})
+        split["val_pool"] = pools
+    return split
+
+
+def _normalisation(spec: StreamSpec, entry: dict):
+    norm = entry.get("normalisation", spec.raw.get("normalisation", "per_task"))
+    if isinstance(norm, str) and norm != "per_task":
+        mean, std = NORMALISATIONS[norm]
+        return {"mean": list(mean), "std": list(std)}
+    return norm
+
+
+def resolve_tasks(spec: StreamSpec, seed: int) -> list[dict]:
+    """One JSON-able dict per task of ``spec`` for ``seed``, in stream order (task 1 first):
+    ``task, dataset, classes`` (a list of class ids/names, or a selector resolved
+    with data: ``{"draw": k}``, ``{"same_as": j}``), ``sizes {train, val, test}``
+    (per class; None = all), ``transform``, ``split``, ``normalisation``
+    (``"per_task"`` or ``{mean, std}``), ``image_size``, ``user`` and ``seed``.
+
+    Pure function of (spec entry, seed, task number): no data is read."""
+    order = _task_order(spec, seed)
+    out = []
+    for number, position in enumerate(order, start=1):
+        entry = spec.entries[position]
+        dataset = _choose(entry["dataset"], _rng(seed, number, _DATASET))
+        sizes = {"train": None, "val": None, "test": None, **_choose(entry.get("sizes", {}), _rng(seed, number, _SIZES))}
+        classes = entry.get("classes", "all")
+        if isinstance(classes, dict) and "order" in classes:
+            full = CLASS_ORDERS[classes["order"]](seed)
+            k = classes["size"]
+            chunk = classes.get("chunk", entry["index"])
+            classes = full[chunk * k:(chunk + 1) * k]
+            if len(classes) != k:
+                raise StreamSpecError(f"stream '{spec.name}': task {number}: class order {entry['classes']['order']} "
+                                      f"has no chunk {chunk} of {k} classes")
+        out.append({
+            "task": number, "dataset": dataset, "classes": copy.deepcopy(classes), "sizes": sizes,
+            "transform": copy.deepcopy(entry.get("transform", [])), "split": _split(spec, entry),
+            "normalisation": _normalisation(spec, entry), "image_size": spec.image_size,
+            "user": entry.get("user"), "seed": seed,
+        })
+    for t in out:
+        ref = t["classes"].get("same_as") if isinstance(t["classes"], dict) else None
+        if ref is not None and not 1 <= ref < t["task"]:
+            raise StreamSpecError(f"stream '{spec.name}': task {t['task']}: same_as {ref} must name an earlier task")
+    return out
+
+
+def task_dependencies(task: dict) -> list[int]:
+    """Earlier tasks whose prepared data this task's preparation reads (``same_as``)."""
+    classes = task["classes"]
+    return [classes["same_as"]] if isinstance(classes, dict) and "same_as" in classes else []
+
+
+# ---- cutting a task from the dataset's labels --------------------------------------------
+
+def _val_pools(labels: np.ndarray, classes, pool_size: int, split_seed: int) -> dict[int, np.ndarray]:
+    # CTrL: a fixed validation pool per class carved from the train split with its own seed.
+    rs = np.random.RandomState(split_seed)
+    out = {}
+    for c in sorted(set(int(x) for x in np.unique(labels))):
+        idx = np.flatnonzero(labels == c)
+        out[c] = np.sort(idx[rs.permutation(len(idx))[:pool_size]])
+    return out
+
+
+def _take(idx: np.ndarray, n, what: str, c: int, task: int):
+    if n is None:
+        return idx
+    if len(idx) == 0:
+        raise ValueError(f"task {task}: class {c} has no {what} images")
+    return idx[:n]
+
+
+def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, class_names: list[str], *,
+                 train_users: np.ndarray | None = None, test_users: np.ndarray | None = None,
+                 earlier: dict[int, dict] | None = None, caps: dict | None = None) -> dict:
+    """Cut task ``task`` (a dict of :func:`resolve_tasks`) from its dataset's labels.
+
+    Per class c of the task (dataset class ids, local label = position):
+
+    - ``split.kind = fraction`` (CIFAR, SPEC §8): c's train images, shuffled with the
+      task's generator, give round(val_fraction · n) validation images and the rest
+      training images; ``sizes`` then cap each.
+    - ``split.kind = pool`` (CTrL): a validation pool of ``val_pool[dataset]`` images
+      per class is carved from the train split with ``split_seed`` (17) regardless of
+      the run seed; the task draws ``sizes.train`` from the rest and ``sizes.val`` from
+      the pool (fewer when a pool is smaller, as CTrL's S_long on CIFAR-100).
+    - ``split.kind = cifar100-authors``: the authors' CIFAR-100 validation draw
+      (:func:`par.benchmarks.cifar100_validation_split`, SPEC §8).
+    - ``split.kind = count``: exactly ``sizes.val`` validation images from the shuffled
+      train images, then up to ``sizes.train`` training images.
+
+    Test images: up to ``sizes.test`` of c's test split; a dataset without a test
+    split (a single-split image folder) gives its first ``sizes.test`` shuffled train
+    images to test before anything else.  ``caps`` (config key ``stream``:
+    ``max_train_per_class``, ``max_test_per_class``) cut the train pool and the test
+    images further, for CPU demos.
+
+    ``train_users``/``test_users`` (n,) select the images of ``task["user"]``
+    (``{"index": k}``: the k-th user id in string order; F-CelebA).  ``earlier``
+    maps task numbers to their prepared dicts, for ``same_as``.
+
+    Returns a JSON-able dict: the resolved fields plus ``classes``, ``class_names``,
+    ``label_map`` (local label of each class position after label transforms),
+    ``train``, ``val``, ``test`` (sorted int indices into the dataset's train / train /
+    test split) and ``n_train``, ``n_val``, ``n_test``.
+
+    Raises ValueError naming the task and class when a class has no images or a
+    split would be empty."""
+    caps = {"max_train_per_class": None, "max_test_per_class": None, "val_fraction": None, **(caps or {})}
+    number, sizes, split = task["task"], task["sizes"], task["split"]
+    classes = _resolve_classes(task, class_names, earlier or {})
+    train_mask = np.ones(len(train_labels), bool)
+    test_mask = np.ones(len(test_labels), bool)
+    user = task.get("user")
+    if user is not None:
+        if train_users is None:
+            raise ValueError(f"task {number} selects a user but dataset {task['dataset']} has no user ids")
+        users = sorted(set(map(str, train_users)))
+        uid = users[user["index"]]
+        train_mask &= np.asarray(train_users).astype(str) == uid
+        if test_users is not None and len(test_users):
+            test_mask &= np.asarray(test_users).astype(str) == uid
+    pools = None
+    if split["kind"] == "pool":
+        pool_size = split["val_pool"].get(task["dataset"], split.get("default_val_pool", 0))
+        pools = _val_pools(train_labels, classes, pool_size, split["split_seed"] if split["split_seed"] is not None else 17)
+    rng = _rng(task["seed"], number, _SAMPLES)
+    val_fraction = caps["val_fraction"] if caps["val_fraction"] is not None else split.get("val_fraction", 0.1)
+    authors = (_benchmarks.cifar100_validation_split(train_labels, task["seed"], val_fraction,
+                                                     caps["max_train_per_class"])
+               if split["kind"] == "cifar100-authors" else None)
+    train, val, test = [], [], []
+    test_source = "train" if len(test_labels) == 0 else "test"
+    for c in classes:
+        pool = np.flatnonzero((train_labels == c) & train_mask)
+        tidx = rng.permutation(np.flatnonzero((test_labels == c) & test_mask))
+        pool = rng.permutation(pool)
+        if len(test_labels) == 0:  # single-split dataset: carve test images from train first
+            if sizes["test"] is None:
+                raise ValueError(f"task {number}: dataset {task['dataset']} has no test images of class {c}; "
+                                 "give sizes.test so that test images are carved from its train images")
+            tidx, pool = pool[:sizes["test"]], pool[sizes["test"]:]
+        if caps["max_test_per_class"] is not None:
+            tidx = tidx[:caps["max_test_per_class"]]
+        tidx = _take(tidx, sizes["test"], "test", c, number)
+        if authors is not None:  # the authors' CIFAR-100 draw over the whole train split (seed only)
+            vidx, pool = authors[c]
+            vidx = vidx if sizes["val"] is None else vidx[:sizes["val"]]
+        elif pools is not None:
+            vpool = pools[c]
+            in_pool = np.isin(pool, vpool)
+            vidx, pool = pool[in_pool], pool[~in_pool]
+            if caps["max_train_per_class"] is not None:
+                pool = pool[:caps["max_train_per_class"]]
+            vidx = vidx if sizes["val"] is None else vidx[:sizes["val"]]
+        else:
+            if caps["max_train_per_class"] is not None:
+                pool = pool[:caps["max_train_per_class"]]
+            n_val = sizes["val"] if split["kind"] == "count" else int(round(val_fraction * len(pool)))
+            vidx, pool = pool[:n_val], pool[n_val:]
+            if split["kind"] != "count" and sizes["val"] is not None:
+                vidx = vidx[:sizes["val"]]
+        tridx = pool if sizes["train"] is None else pool[:sizes["train"]]
+        if len(tridx) == 0 or len(vidx) == 0 or len(tidx) == 0:
+            raise ValueError(
+                f"task {number} ({task['dataset']}): class {c} ({class_names[c]}) gets {len(tridx)} train, "
+                f"{len(vidx)} val and {len(tidx)} test images; each split needs at least one")
+        train.append(tridx), val.append(vidx), test.append(tidx)
+    label_map = list(range(len(classes)))
+    for entry in task["transform"]:
+        name, _ = transform_name(entry)
+        if name == "permute_labels":
+            label_map = [label_map[p] for p in permute_labels(len(classes), [task["seed"], number, _LABELS])]
+    return {
+        **task, "classes": classes, "class_names": [class_names[c] for c in classes], "label_map": label_map,
+        "n_train": int(sum(map(len, train))), "n_val": int(sum(map(len, val))), "n_test": int(sum(map(len, test))),
+        "train": np.sort(np.concatenate(train)).tolist(), "val": np.sort(np.concatenate(val)).tolist(),
+        "test": np.sort(np.concatenate(test)).tolist(), "test_source": test_source,
+    }
+
+
+def _resolve_classes(task: dict, class_names: list[str], earlier: dict[int, dict]) -> list[int]:
+    classes, number = task["classes"], task["task"]
+    n = len(class_names)
+    if classes == "all":
+        return list(range(n))
+    if isinstance(classes, list):
+        out = []
+        for c in classes:
+            if isinstance(c, str):
+                if c not in class_names:
+                    raise ValueError(f"task {number}: dataset {task['dataset']} has no class named {c!r}")
+                out.append(class_names.index(c))
+            elif not 0 <= c < n:
+                raise ValueError(f"task {number}: class id {c} is outside 0..{n - 1} of {task['dataset']}")
+            else:
+                out.append(int(c))
+        return out
+    if "draw" in classes:
+        k = classes["draw"]
+        if k > n:
+            raise ValueError(f"task {number}: cannot draw {k} classes from the {n} of {task['dataset']}")
+        return [int(c) for c in _rng(task["seed"], number, _CLASSES).choice(n, size=k, replace=False)]
+    if "same_as" in classes:
+        ref = earlier.get(classes["same_as"])
+        if ref is None:
+            raise ValueError(f"task {number}: same_as task {classes['same_as']} was not prepared")
+        if ref["dataset"] != task["dataset"]:
+            raise ValueError(f"task {number}: same_as task {classes['same_as']} uses {ref['dataset']}, "
+                             f"not {task['dataset']}")
+        return list(ref["classes"])
+    raise ValueError(f"task {number}: unknown class selector {classes!r}")
+
+
+# ---- a prepared task as the learners see it ----------------------------------------------
+
+def task_from_json(d: dict) -> "_benchmarks.Task":
+    """A :class:`par.benchmarks.Task` from a prepared task dict (``task{t}.json``)."""
+    return _benchmarks.Task(
+        int(d["task"]), list(d["classes"]), list(d["class_names"]),
+        np.asarray(d["train"], dtype=np.int64), np.asarray(d["val"], dtype=np.int64),
+        np.asarray(d["test"], dtype=np.int64), dataset=d["dataset"], mean=tuple(d["mean"]), std=tuple(d["std"]),
+        transform=list(d.get("transform", [])), image_size=d.get("image_size"),
+        label_map=list(d.get("label_map", range(len(d["classes"])))), test_source=d.get("test_source", "test"),
+    )
+
+
+def read_task_pixels(images_path, task: "_benchmarks.Task", split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n, H, W, 3) uint8 pixels after the task's transforms and (n,) int64 local
+    labels of ``task``'s ``split``, reading only those images from ``images.h5``.
+
+    Raises :class:`par.io.CorruptFileError` naming the file when it is unreadable."""
+    from par.io import read_hdf5
+    from par.transforms import apply_transforms
+
+    idx = task.indices(split)
+    source = task.test_source if split == "test" else "train"
+    with read_hdf5(images_path) as f:
+        pixels = f[f"{source}/images"][np.sort(idx)] if len(idx) else f[f"{source}/images"][:0]
+        labels = f[f"{source}/labels"][np.sort(idx)] if len(idx) else np.zeros(0, np.int64)
+    return apply_transforms(pixels, task.transform, task.image_size), task.local_labels(labels)
+
+
+def write_task(path, prepared: dict) -> None:
+    """Write a prepared task atomically as JSON."""
+    from par.io import write_json
+
+    write_json(path, prepared)
+
+
+def describe(prepared: dict) -> str:
+    """One log line for a prepared task."""
+    return (f"task {prepared['task']}: {prepared['dataset']} classes {prepared['class_names']} "
+            f"train {prepared['n_train']} val {prepared['n_val']} test {prepared['n_test']} "
+            f"transform {json.dumps(prepared['transform'])}")
+
+
+def task_normalisation(prepared: dict, images_path) -> tuple[list[float], list[float]]:
+    """(mean, std) (3,) of a prepared task: the spec's constants, or with
+    ``per_task`` the per-channel statistics of its training images after its
+    transforms (CTrL streams), read from ``images_path``."""
+    from par.transforms import channel_statistics
+
+    norm = prepared["normalisation"]
+    if norm != "per_task":
+        return list(norm["mean"]), list(norm["std"])
+    pixels, _ = read_task_pixels(images_path, task_from_json({**prepared, "mean": [0, 0, 0], "std": [1, 1, 1]}),
+                                 "train")
+    mean, std = channel_statistics(pixels)
+    return list(mean), list(std)
+
+
+def task_users(images_path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-image user ids (train (n,), test (m,) str) of a dataset with users (F-CelebA):
+    ``user_names[train/users]`` of its ``images.h5`` (par.datasets stores indices
+    into the string-ordered ``user_names``); None where absent."""
+    from par.io import read_hdf5
+
+    with read_hdf5(images_path) as f:
+        if "user_names" not in f.attrs:
+            return None, None
+        names = np.asarray(json.loads(f.attrs["user_names"]), dtype=str)
+        return tuple(names[f[f"{s}/users"][...]] if f"{s}/users" in f else None for s in ("train", "test"))

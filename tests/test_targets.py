@@ -1,0 +1,174 @@
+"""The targets file, verdicts on constructed values, the README rendering, and the
+plan switches and generated runs behind Table 5, Fig. 3-4 and the switch ablation."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from par.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
+                           switch_status)
+from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
+from par.datasets import cifar100_coarse_table
+from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, plan_tasks
+from par.plots import task_label
+from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
+                         readme_section, render_readme, table_cells, verdict, with_aliases)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("values, status", [
+    ([0.84], WITHIN),                    # |0.84 - 0.853| = 0.013 <= 0.02 + 0 (one seed: std 0)
+    ([0.83], GAP),                       # 0.023 > 0.02
+    ([0.80, 0.84, 0.88], WITHIN),        # mean 0.84, std 0.04: 0.013 <= 0.06
+])
+def test_verdict_on_constructed_values(values, status):
+    got, mean, std, n = verdict(0.853, 0.02, values)
+    assert got == status and n == len(values)
+    assert mean == pytest.approx(np.mean(values))
+
+
+def test_verdict_std_widens_the_band_and_edge_cases():
+    # mean 0.80, std 0.02 (values 0.78, 0.80, 0.82): |0.80 - 0.853| = 0.053 > 0.02 + 0.02 -> gap
+    assert verdict(0.853, 0.02, [0.78, 0.80, 0.82])[0] == GAP
+    # same mean with std 0.04: 0.053 <= 0.06 -> within
+    status, mean, std, n = verdict(0.853, 0.02, [0.76, 0.80, 0.84])
+    assert (status, n) == (WITHIN, 3) and std == pytest.approx(0.04) and mean == pytest.approx(0.80)
+    assert verdict(0.853, 0.02, [])[0] == NOT_RUN
+    assert verdict(0.853, 0.02, [0.9], has_run=False)[0] == NOT_REPRODUCED
+    assert verdict(float("nan"), None, [0.5])[0] == NO_PAPER_VALUE
+    assert verdict(-0.02, 0.02, [-0.04])[0] == WITHIN          # exactly on the band
+    assert verdict(1.4, 0.14, [1.6])[0] == GAP                 # M: 10 % of 1.4
+
+
+def test_targets_file_covers_tables_1_to_5_with_runs_and_tolerances():
+    targets = load_targets()
+    assert set(targets.table) == {1, 2, 3, 4, 5}
+    par = targets[(targets.table == 3) & (targets.method == "PAR") & (targets.benchmark == "cifar100-10")]
+    assert dict(zip(par.metric, par.value)) == {"AP": 0.853, "AF": -0.02}
+    assert set(par.run) == {"par"} and set(par.tolerance) == {0.02}
+    # every Table 5 row maps to a generated run (or par itself)
+    t5 = targets[targets.table == 5]
+    assert dict(zip(t5.method, t5.run)) == {row: run for row, (run, _) in TABLE5_RUNS.items()}
+    assert t5[t5.metric == "T_hours"].tolerance.tolist() == pytest.approx(0.5 * t5[t5.metric == "T_hours"].value)
+    assert targets[targets.method == "HAT*"].run.isna().all()
+    assert set(targets[targets.table == 1].benchmark) == {"ctrl-s-minus", "ctrl-s-plus", "ctrl-s-in", "ctrl-s-out",
+                                                          "ctrl-s-pl", "ctrl-s-long"}
+
+
+def _summary(rows):
+    return pd.DataFrame(rows, columns=["benchmark", "run", "method", "seed", "AP", "AF", "M_millions", "hours",
+                                       "critical_path_hours", "n_groups", "extractor_weights"])
+
+
+def test_table_cells_verdicts_from_a_summary():
+    targets = load_targets()
+    summary = _summary([("cifar100-10", "par", "par", s, ap, -0.02, 1.4, 1.0, 0.5, 3, "x")
+                        for s, ap in enumerate([0.84, 0.85, 0.86])])
+    cells = table_cells(targets, summary, 3).set_index(["benchmark", "method", "metric"])
+    assert cells.loc[("cifar100-10", "PAR", "AP"), "status"] == WITHIN
+    assert cells.loc[("cifar100-10", "PAR", "AP"), "mean"] == pytest.approx(0.85)
+    assert cells.loc[("cifar100-10", "PAR", "AP"), "std"] == pytest.approx(0.01)
+    assert cells.loc[("miniimagenet-20", "PAR", "AP"), "status"] == NOT_RUN
+    assert cells.loc[("cifar100-10", "EWC", "AP"), "status"] == NOT_RUN          # run named, not configured
+    assert cells.loc[("cifar100-10", "A-GEM", "AP"), "status"] == NOT_REPRODUCED
+    assert cells.loc[("cifar100-10", "GPM*", "AF"), "status"] == NOT_REPRODUCED
+    # Table 5 measured on another benchmark: values, no verdict
+    t5 = table_cells(targets, with_aliases(summary.assign(benchmark="cifar10-5"), {"t5-reg": "par"}), 5,
+                     measured_on={"cifar100-10": "cifar10-5"}).set_index(["method", "metric"])
+    assert t5.loc[("4 Reg", "AP"), "status"] == OTHER_BENCHMARK and t5.loc[("4 Reg", "AP"), "n_seeds"] == 3
+    assert t5.loc[("1 Fixed", "AP"), "status"] == NOT_RUN
+
+
+def test_readme_section_is_the_rendering_of_the_targets_file():
+    readme = (REPO / "README.md").read_text()
+    section = readme_section(load_targets())
+    assert section in readme, "README is out of date: run `python -m par.targets`"
+    assert render_readme(readme, section) == readme
+    assert "t5-fixed" in section and "- Table 1, not reproduced (method not implemented here): ER, HAT*" in section
+
+
+# ---- Table 5 plan switches (SPEC §3 + Table 5) ----------------------------------------------
+
+FAR_AND_NEAR = np.array([[0, 0, 0, 0], [0.6, 0, 0, 0], [0.0, 0.0, 0, 0], [5.0, 5.0, 5.0, 0]])
+
+
+def test_no_regularization_allocates_every_task():
+    d = plan_tasks(FAR_AND_NEAR, [100] * 4, regularize=False)
+    assert [x.group for x in d] == [1, 2, 3, 4]
+    # task 2 (s = 0.6 <= beta) and task 3 (s = 0 <= beta) reuse the nearest cell; task 4 searches
+    assert [x.strategy for x in d] == [ALLOCATE_SEARCH, ALLOCATE_REUSE, ALLOCATE_REUSE, ALLOCATE_SEARCH]
+    assert [x.genotype_source for x in d] == [1, 1, 1, 4]
+
+
+def test_no_coarse_level_searches_every_new_expert():
+    d = plan_tasks(FAR_AND_NEAR, [100] * 4, reuse_cells=False)
+    assert [x.strategy for x in d] == [ALLOCATE_SEARCH, ALLOCATE_SEARCH, REGULARIZE, ALLOCATE_SEARCH]
+    assert [x.genotype_source for x in d] == [1, 2, None, 4]
+    both = plan_tasks(FAR_AND_NEAR, [100] * 4, regularize=False, reuse_cells=False)
+    assert all(x.searches_cell for x in both)
+
+
+def test_alpha_beta_one_is_regularization_only():
+    d = plan_tasks(np.full((4, 4), 1e6), [100] * 4, alpha=1.0, beta=1.0)
+    assert [x.group for x in d] == [1, 1, 1, 1]
+
+
+# ---- generated runs --------------------------------------------------------------------------
+
+def test_sweep_runs_and_alpha_beta_check():
+    runs = sweep_runs([0.1, 0.5], [0.75, 1.0], fixed_beta=0.75, fixed_alpha=0.5)
+    assert runs["alpha-0.1"] == {"method": "par", "planning": {"alpha": 0.1, "beta": 0.75}}
+    assert runs["beta-1"]["planning"] == {"alpha": 0.5, "beta": 1.0}
+    with pytest.raises(ConfigError, match="paper_targets.alpha_sweep"):
+        sweep_runs([0.9], [], fixed_beta=0.75)
+
+
+def test_switch_runs_only_for_switches_this_build_has():
+    config = {"planning": {"head_only_ratio": 0.5}, "search": {"mdl_update": "probs"}, "expert": {},
+              "relatedness": {"zero_is_far": False}}
+    names = ["planning.head_only_ratio", "search.mdl_update", "expert.factorized_reduce_bn", "relatedness.zero_is_far"]
+    runs = switch_runs(names, config)
+    assert runs == {"switch-head_only_ratio-0.1": {"method": "par", "planning": {"head_only_ratio": 0.1}},
+                    "switch-zero_is_far-true": {"method": "par", "relatedness": {"zero_is_far": True}},
+                    "switch-mdl_update-logits": {"method": "par", "search": {"mdl_update": "logits"}}}
+    by_name = {s.name: s for s in SWITCHES}
+    assert switch_status(by_name["expert.factorized_reduce_bn"], config) == "not in this build"
+    assert switch_status(by_name["relatedness.zero_is_far"], config) is None
+    with pytest.raises(ConfigError, match="paper_targets.switches"):
+        selected_switches(["planning.alpah"])
+
+
+def test_relatedness_variant_names_the_settings_that_differ():
+    default = {"distance_split": "val", "clamp_per_class": True, "zero_is_far": False, "epsilon": 1e-8}
+    assert relatedness_variant(dict(default), default) is None
+    assert relatedness_variant({**default, "zero_is_far": True}, default) is None   # applied by the plan
+    assert relatedness_variant({**default, "clamp_per_class": False}, default) == "clamp_per_class-false"
+    assert relatedness_variant({**default, "distance_split": "train", "clamp_per_class": False}, default) == \
+        "clamp_per_class-false+distance_split-train"
+    assert relatedness_variant({**default, "epsilon": 1e-6}, default) == "epsilon-1e-06"
+    settings = run_settings({section: {} for section in SECTIONS} | {"relatedness": default},
+                            {"method": "par", "relatedness": {"zero_is_far": True}})
+    assert settings["relatedness"] == {**default, "zero_is_far": True}
+
+
+def test_generated_runs_equal_to_a_run_become_aliases():
+    par = {"method": "par", "planning": {"alpha": 0.5, "beta": 0.75}}
+    new, aliases = resolve_aliases({"par": par}, {"alpha-0.5": dict(par), "alpha-0.3": {"method": "par", "x": 1},
+                                                  "beta-0.9": {"method": "par", "x": 1}})
+    assert aliases == {"alpha-0.5": "par", "beta-0.9": "alpha-0.3"} and list(new) == ["alpha-0.3"]
+    with pytest.raises(ConfigError, match="runs.t5-fs"):
+        resolve_aliases({"t5-fs": par}, {"t5-fs": {"method": "par", "x": 1}})
+
+
+def test_task_labels_of_the_figures():
+    fine_to_coarse, fine_names, coarse_names = cifar100_coarse_table()
+    superclass = {name: coarse_names[c] for name, c in zip(fine_names, fine_to_coarse)}
+    aquatic = {"task": 1, "class_names": ["beaver", "dolphin", "otter", "seal", "whale"]}
+    assert task_label(aquatic, "cifar100", superclass=superclass, with_dataset=False) == "aquatic mammals"
+    mixed = {"task": 2, "class_names": ["beaver", "apple"]}
+    assert task_label(mixed, "cifar100", superclass=superclass) == "cifar100: beaver, apple"
+    named = {"task": 3, "name": "S-", "dataset": "mnist", "class_names": [str(d) for d in range(10)]}
+    assert task_label(named, "ctrl") == "mnist: S-"
+    assert task_label({"task": 4, "class_names": list("abcdefg")}, "x", max_names=2) == "x: a, b …"

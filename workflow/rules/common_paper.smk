@@ -1,0 +1,100 @@
+"""Lookups of the paper targets (paper.smk) and of relatedness variants
+(relatedness_variants.smk): which runs, benchmarks and files each needs."""
+from par.ablations import selected_switches, sweep_run, switch_status
+from par.targets import TABLE_TITLES, load_targets
+
+TARGETS = load_targets()
+ABLATION_BENCHMARK = PAPER_TARGETS["ablation_benchmark"]
+PAPER_TABLES = sorted(TABLE_TITLES)
+
+
+def _actual(run):
+    return RUN_ALIASES.get(run, run)
+
+
+def _metrics(benchmarks, runs):
+    """metrics.parquet of ``runs`` (aliases resolved) on the configured ones of ``benchmarks``."""
+    return sorted({results(f"runs/{b}/seed{s}/{_actual(r)}/metrics.parquet")
+                   for b in benchmarks if b in BENCHMARK_NAMES for s in SEEDS
+                   for r in runs if _actual(r) in RUNS})
+
+
+def _table_benchmarks(number):
+    """Benchmarks a paper table's runs are made on (Table 5: the ablation benchmark)."""
+    if number == 5:
+        return [ABLATION_BENCHMARK]
+    return list(dict.fromkeys(TARGETS[TARGETS.table == number].benchmark))
+
+
+def paper_table_metrics(wildcards):
+    number = int(wildcards.number)
+    rows = TARGETS[TARGETS.table == number]
+    if number == 5:
+        rows = rows[rows.method.isin(PAPER_TARGETS["table5_rows"])]
+    runs = set(rows.run.dropna())
+    return _metrics(_table_benchmarks(number), runs)
+
+
+def measured_on(wildcards):
+    """Table 5's paper benchmark -> the benchmark its runs are made on."""
+    return {"cifar100-10": ABLATION_BENCHMARK} if int(wildcards.number) == 5 else {}
+
+
+SWEEPS = {  # figure -> (parameter, {run: value})
+    "3": ("alpha", {sweep_run("alpha", v): v for v in PAPER_TARGETS["alpha_sweep"]}),
+    "4": ("beta", {sweep_run("beta", v): v for v in PAPER_TARGETS["beta_sweep"]}),
+}
+
+
+def switch_runs_unavailable():
+    """Switch run -> why it cannot run in this build (a key this build's schema lacks)."""
+    return {s.run: why for s in selected_switches(PAPER_TARGETS["switches"])
+            if (why := switch_status(s, config)) is not None}
+
+
+def grouping_inputs(wildcards):
+    bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
+    if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
+        return {}
+    return {"plan": results(f"runs/{bench}/seed{SEEDS[0]}/{_actual(run)}/plan.json"),
+            "tasks": [task_path(bench, SEEDS[0], t) for t in range(1, n_tasks(bench) + 1)]}
+
+
+def distance_benchmarks():
+    return [b for b in PAPER_TARGETS["distance_benchmarks"] if b in BENCHMARK_NAMES]
+
+
+def _table_files(number):
+    return [results(f"tables/table{number}.{ext}") for ext in ("parquet", "md", "html")]
+
+
+PAPER_OUTPUTS = {
+    **{f"table{n}": _table_files(n) for n in PAPER_TABLES},
+    **{f"fig{n}": [results(f"figures/fig{n}.png")] for n in (3, 4, 5, 6)},
+    "ablation": [results(f"tables/ablation_switches.{ext}") for ext in ("parquet", "md", "html")],
+}
+
+
+# ---- relatedness variants ---------------------------------------------------------------
+
+def _global_split(wildcards):
+    return RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"] == config["relatedness"]["distance_split"]
+
+
+def variant_features(wildcards):
+    """The variant's features: the default files for the global split, else its own split's."""
+    split = RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"]
+    if _global_split(wildcards):
+        return task_features(wildcards)
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/split-{split}/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+def variant_prototypes(wildcards):
+    """The default prototypes for the global split, else the variant's own."""
+    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
+    if _global_split(wildcards):
+        return task_prototypes(wildcards)
+    split = RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"]
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/split-{split}/prototypes/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]

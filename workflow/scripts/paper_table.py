@@ -1,0 +1,22 @@
+"""Rule paper_table: one of the paper's Tables 1-5 beside our runs, with a verdict per cell."""
+from pathlib import Path
+
+from par import schemas
+from par.io import atomic_path, read_parquet, write_parquet
+from par.logs import job_log
+from par.provenance import provenance, provenance_json, read_provenance
+from par.targets import TABLE_TITLES, load_targets, run_summary, table_cells, table_html, table_markdown
+
+with job_log(snakemake.log[0]) as log:
+    summary = run_summary([read_parquet(p) for p in snakemake.input.metrics], snakemake.params.aliases)
+    number = int(snakemake.wildcards.number)
+    cells = table_cells(load_targets(), summary, number, measured_on=snakemake.params.measured_on)
+    # the table combines runs: its provenance lists everything that went into them (key upstream)
+    record = provenance(snakemake.params, "cpu", upstream=[read_provenance(f) for f in snakemake.input.metrics])
+    write_parquet(snakemake.output.table, cells, schemas.TARGET_CELLS, {"provenance": provenance_json(record)})
+    markdown = table_markdown(cells)
+    for path, text in ((snakemake.output.markdown, markdown),
+                       (snakemake.output.html, table_html(TABLE_TITLES[number], cells))):
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    log.info("\n%s", markdown)
