@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 
-SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf")
+SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf", "ewc",
+            "lwf_baseline", "mas", "mas_alpha")
 
 
 class ConfigError(ValueError):

@@ -63,11 +63,17 @@ class MultiHeadModel(nn.Module):
     """A body shared by the tasks of a group, and one linear head per task.
 
     ``forward(x, task)``: (n, 3, H, W) → (n, n_classes of task) logits.
+    ``carry``: tensors by name that a regularization baseline passes to the
+    next task besides the weights (EWC/MAS importance, MAS-α anchors; see
+    :mod:`par.learners.regularizers`); saved with the state, not parameters,
+    not counted in M.  Empty for every other strategy.
     """
 
-    def __init__(self, body_spec: dict, heads: dict[int, int] | None = None):
+    def __init__(self, body_spec: dict, heads: dict[int, int] | None = None,
+                 carry: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.body_spec = body_spec
+        self.carry = dict(carry or {})
         self.body = build_body(body_spec)
         self.heads = nn.ModuleDict()
         for task, n_classes in (heads or {}).items():
@@ -98,16 +104,18 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def save_model(path: str | Path, model: MultiHeadModel) -> None:
-    """Save body spec, heads and weights so :func:`load_model` can rebuild the model."""
+    """Save body spec, heads, weights and ``model.carry`` (atomically, one file)
+    so :func:`load_model` can rebuild the model."""
     state = {"format": STATE_FORMAT, "body": model.body_spec,
              "heads": {t: model.head(t).out_features for t in model.tasks},
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "carry": {k: v.detach().cpu() for k, v in model.carry.items()}}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> MultiHeadModel:
-    """Rebuild a model saved by :func:`save_model`.
+    """Rebuild a model saved by :func:`save_model`, with its ``carry`` (kept on the CPU).
 
     Raises :class:`par.io.CorruptFileError` when the file is not such a state.
     """
@@ -115,7 +123,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> MultiHea
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model = MultiHeadModel(state["body"], {int(t): int(c) for t, c in state["heads"].items()})
+        model = MultiHeadModel(state["body"], {int(t): int(c) for t, c in state["heads"].items()},
+                               carry=state.get("carry", {}))
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, EOFError, OSError) as err:
         raise CorruptFileError(f"{path} is not a readable model state ({err}); delete it and re-run.") from err

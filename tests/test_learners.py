@@ -14,7 +14,7 @@ import numpy as np
 
 def test_registries_name_the_choices():
     with pytest.raises(KeyError, match="finetune"):
-        get_method("ewc")
+        get_method("replay")
     with pytest.raises(KeyError, match="regularize-head"):
         get_strategy("replay")
 

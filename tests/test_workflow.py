@@ -1,6 +1,6 @@
 """The real Snakemake workflow on a tiny slice of the real CIFAR-10 copy.
 
-One full run of the DAG (3 runs × 5 tasks), then copies of its working folder
+One full run of the DAG (7 runs × 5 tasks), then copies of its working folder
 for each invalidation scenario, asserting on the exact set of jobs Snakemake
 schedules.
 """
@@ -39,8 +39,10 @@ TINY = {
     "backbone": {"width": 8},
     "planning": {"alpha": 1.0, "beta": 1.0},
     "runs": {"par": {"method": "par"}, "finetune": {"method": "finetune"},
-             "independent": {"method": "independent"}},
+             "independent": {"method": "independent"}, "ewc": {"method": "ewc"}, "lwf": {"method": "lwf"},
+             "mas": {"method": "mas"}, "mas-alpha": {"method": "mas-alpha"}},
 }
+RUNS = ("par", "finetune", "independent", "ewc", "lwf", "mas", "mas-alpha")
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 
 
@@ -97,11 +99,11 @@ def test_full_run_produces_tables_from_real_images(full_run):
     workdir, config, output = full_run
     res = workdir / "results"
     ran = scheduled_jobs(output)
-    assert {("learn_task", r, t) for r in ("par", "finetune", "independent") for t in range(1, 6)} <= ran
+    assert {("learn_task", r, t) for r in RUNS for t in range(1, 6)} <= ran
     assert {("extract_features", None, t) for t in range(1, 6)} <= ran
 
     summary = pd.read_parquet(res / "tables/summary.parquet")
-    assert sorted(summary.run) == ["finetune", "independent", "par"]
+    assert sorted(summary.run) == sorted(RUNS)
     assert summary.AP.between(0, 1).all() and summary.AF.between(-1, 1).all()
     assert (summary.set_index("run").AF["independent"]) == 0.0
     assert summary.set_index("run").extractor_weights["par"] == "torchvision resnet18 random init (seed 0)"
@@ -173,17 +175,32 @@ def test_training_change_reruns_learning_only(full_run, tmp_path):
     config = config_for(Path(full_run[1]["data_root"]), training={"epochs": 2})
     result = snakemake(workdir, config, "all_tables")
     assert result.returncode == 0, result.stderr[-4000:]
-    runs = ("par", "finetune", "independent")
-    expected = ({("learn_task", r, t) for r in runs for t in range(1, 6)} | {("metrics", r, None) for r in runs}
+    expected = ({("learn_task", r, t) for r in RUNS for t in range(1, 6)} | {("metrics", r, None) for r in RUNS}
                 | {("tables", None, None), ("all_tables", None, None)})
     assert scheduled_jobs(result.stdout + result.stderr) == expected
     record = json.loads((workdir / "results/runs/cifar10-5/seed0/finetune/states/task5.json").read_text())
     assert record["epochs_run"] == 2
 
 
+def test_baseline_weight_change_reruns_its_chain_after_task_one_only(full_run, tmp_path):
+    """ewc.lambda is not used by a chain's first task (no penalty yet) and
+    mas.importance only by mas: each reruns exactly the tasks that use it."""
+    workdir = fork(full_run, tmp_path)
+    config = config_for(Path(full_run[1]["data_root"]))
+    config["ewc"] = {"lambda": 10.0}
+    config["mas"] = {"importance": "aljundi"}
+    result = snakemake(workdir, config, "all_tables", "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    expected = ({("learn_task", "ewc", t) for t in range(2, 6)} | {("learn_task", "mas", t) for t in range(1, 6)}
+                | {("metrics", r, None) for r in ("ewc", "mas")} | {("tables", None, None), ("all_tables", None, None)})
+    assert scheduled_jobs(result.stdout) == expected
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"benchmarks": ["cifar10-6"]}, "cifar10-6"),
-    ({"runs": {"ewc": {"method": "ewc"}}}, "ewc"),
+    ({"runs": {"replay": {"method": "replay"}}}, "replay"),
+    ({"runs": {"ewc": {"method": "ewc", "ewc": {"lamda": 1.0}}}}, "lamda"),
+    ({"mas": {"importance": "fisher"}}, "fisher"),
     ({"planning": {"alpha": 1.5}}, "1.5"),
     ({"planning": {"beta": -0.1}}, "-0.1"),
     ({"training": {"epochs": 0}}, "epochs"),

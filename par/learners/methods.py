@@ -9,6 +9,7 @@ on.  The workflow builds its DAG from exactly this:
 | par         | previous task of t's group        | tasks of t's group so far|
 | finetune    | t − 1                             | all tasks ≤ t            |
 | independent | none                              | t                        |
+| ewc, lwf, mas, mas-alpha | t − 1 (like finetune)    | all tasks ≤ t            |
 
 An *assignment* is the JSON-able dict a learn-task job receives as params:
 ``task, group, strategy, predecessor, group_tasks, genotype_source``.
@@ -55,10 +56,13 @@ class PAR(Method):
 
 @register_method("finetune")
 class Finetune(Method):
-    """One model trained task after task without constraint (SPEC §7)."""
+    """One model trained task after task without constraint (SPEC §7).
+
+    Subclasses chain the same way and learn every task with the strategy of
+    their own name (the regularization baselines)."""
 
     def assignments(self, n_tasks: int, plan=None) -> list[dict]:
-        return [{"task": t, "group": 1, "strategy": "finetune", "predecessor": t - 1 if t > 1 else None,
+        return [{"task": t, "group": 1, "strategy": self.name, "predecessor": t - 1 if t > 1 else None,
                  "group_tasks": list(range(1, t + 1)), "genotype_source": None} for t in range(1, n_tasks + 1)]
 
 
@@ -69,3 +73,23 @@ class Independent(Method):
     def assignments(self, n_tasks: int, plan=None) -> list[dict]:
         return [{"task": t, "group": t, "strategy": "independent", "predecessor": None,
                  "group_tasks": [t], "genotype_source": None} for t in range(1, n_tasks + 1)]
+
+
+@register_method("ewc")
+class EWC(Finetune):
+    """One model, EWC penalty with the running-mean Fisher (SPEC §7; strategy ``ewc``)."""
+
+
+@register_method("lwf")
+class LwF(Finetune):
+    """One model, LwF distillation on every old head (SPEC §7; strategy ``lwf``)."""
+
+
+@register_method("mas")
+class MAS(Finetune):
+    """One model, MAS penalty with the running-mean importance (SPEC §7; strategy ``mas``)."""
+
+
+@register_method("mas-alpha")
+class MASAlpha(Finetune):
+    """One model, MAS with per-task α-scaled importances (SPEC §7; strategy ``mas-alpha``)."""

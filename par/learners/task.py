@@ -33,6 +33,10 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     seed: seeds the new weights (body, head) and a CPU generator for data order
         and augmentation; the same seed gives the same numbers on the CPU.
 
+    After training, the strategy's ``after_task`` hook sets ``model.carry``
+    (what the next task of the chain needs, e.g. EWC's Fisher), so a saved
+    state is all a successor job reads.
+
     Returns the trained model and a JSON-able record: the assignment, test
     accuracy (fraction) on every task of ``group_tasks``, best validation
     accuracy, parameter count of the model (body + all its heads), seconds,
@@ -57,6 +61,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
     result = fit(model, t, strategy, train, val, train_config)
+    model.carry = strategy.after_task(model, t, train)
     train_seconds = time.perf_counter() - start
     test_accuracy = {}
     for u in assignment["group_tasks"]:
@@ -71,6 +76,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "n_params": count_parameters(model),
+        "n_carried": sum(v.numel() for v in model.carry.values()),
         "n_train": len(y_train),
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,

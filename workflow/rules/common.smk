@@ -243,13 +243,24 @@ def training_params(wildcards):
 
 
 def strategy_params(wildcards):
-    """Fresh-body spec and LwF settings, only where the strategy uses them."""
+    """Fresh-body spec, LwF settings and the strategy's own config section (its
+    keys the task uses: without a predecessor, only those of the after-task
+    hook), only where the strategy uses them."""
     a = assignment(wildcards)
     strategy = a["strategy"]
-    return {
+    params = {
         "body": body_spec(wildcards) if STRATEGIES[strategy].fresh_body or a["predecessor"] is None else None,
         "lwf": RUNS[wildcards.run]["lwf"] if strategy == "regularize" else None,
     }
+    if STRATEGIES[strategy].config_section is not None:
+        params["options"] = strategy_section(STRATEGIES[strategy], a, RUNS[wildcards.run])
+    return params
+
+
+def strategy_section(cls, a, settings):
+    """The keys of ``cls.config_section`` that task ``a`` uses."""
+    keys = cls.config_keys if a["predecessor"] is not None else cls.keys_without_predecessor
+    return {k: settings[cls.config_section][k] for k in keys}
 
 
 def body_spec(wildcards):

@@ -7,7 +7,7 @@ from par.benchmarks import Stream
 from par.cells import genotype_json
 from par.devices import acquire_device, describe
 from par.io import read_json, write_json
-from par.learners import learn_task
+from par.learners import STRATEGIES, learn_task
 from par.logs import job_log
 from par.models import load_model, save_model
 from par.provenance import provenance, read_provenance
@@ -29,6 +29,9 @@ with job_log(snakemake.log[0]) as log:
     train_config = TrainConfig(**snakemake.params.training)
     options = {"regularize": {"lwf_lambda": strategy["lwf"]["lambda"],
                               "lwf_temperature": strategy["lwf"]["temperature"]}} if strategy["lwf"] else {}
+    if "options" in strategy:
+        name = assignment["strategy"]
+        options[name] = STRATEGIES[name].options_from_config(strategy["options"])
     # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
     images = {Path(p).parent.name: p for p in snakemake.input.images}
     with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
