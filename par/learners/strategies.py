@@ -138,6 +138,27 @@ def lwf_soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.T
     return -(teacher * student.log()).sum(1).mean()
 
 
+def distillation_loss(model: MultiHeadModel, teacher: MultiHeadModel | None, task: int, old_tasks: list[int],
+                      x: "torch.Tensor", y: "torch.Tensor", *, temperature: float, weight: float):
+    """CE of the new head plus ``weight`` · Σ_old softCE(student, teacher) over ``old_tasks``
+    (LwF, Li & Hoiem 2017; paper Eq. 7–9), the teacher's features computed without
+    gradients.  Shared by PAR's ``regularize`` (λ) and the LwF baseline (c).
+    Returns (scalar loss, logits (n, K) of head ``task``)."""
+    import torch
+    import torch.nn.functional as F
+
+    features = model.body(x)
+    logits = model.head(task)(features)
+    loss = F.cross_entropy(logits, y)
+    if old_tasks:
+        with torch.no_grad():
+            teacher_features = teacher.body(x)
+        distill = sum(lwf_soft_cross_entropy(model.head(u)(features), teacher.head(u)(teacher_features), temperature)
+                      for u in old_tasks)
+        loss = loss + weight * distill
+    return loss, logits
+
+
 @register_strategy("regularize")
 class Regularize(Strategy):
     """Join a group and learn with LwF (paper Sec. 3.2, Eq. 7–9; SPEC §5).
@@ -165,21 +186,8 @@ class Regularize(Strategy):
         return [*model.body.parameters(), *model.head(task).parameters()]
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        import torch
-        import torch.nn.functional as F
-
-        features = model.body(x)
-        logits = model.head(task)(features)
-        loss = F.cross_entropy(logits, y)
-        if self.old_tasks:
-            with torch.no_grad():
-                teacher_features = self.teacher.body(x)
-            distill = sum(lwf_soft_cross_entropy(model.head(u)(features),
-                                                 self.teacher.head(u)(teacher_features),
-                                                 self.lwf_temperature)
-                          for u in self.old_tasks)
-            loss = loss + self.lwf_lambda * distill
-        return loss, logits
+        return distillation_loss(model, self.teacher, task, self.old_tasks, x, y,
+                                 temperature=self.lwf_temperature, weight=self.lwf_lambda)
 
 
 @register_strategy("regularize-head")
@@ -226,19 +234,8 @@ class LwF(Strategy):
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False) if self.old_tasks else None
 
     def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        import torch
-        import torch.nn.functional as F
-
-        features = model.body(x)
-        logits = model.head(task)(features)
-        loss = F.cross_entropy(logits, y)
-        if self.old_tasks:
-            with torch.no_grad():
-                teacher_features = self.teacher.body(x)
-            distill = sum(lwf_soft_cross_entropy(model.head(u)(features), self.teacher.head(u)(teacher_features),
-                                                 self.temperature) for u in self.old_tasks)
-            loss = loss + self.c * distill
-        return loss, logits
+        return distillation_loss(model, self.teacher, task, self.old_tasks, x, y,
+                                 temperature=self.temperature, weight=self.c)
 
 
 class ImportancePenalty(Strategy):
