@@ -74,12 +74,14 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-import h5py
 import numpy as np
 
 from par.io import atomic_path, read_hdf5
+
+if TYPE_CHECKING:  # imported where used: the workflow imports this module while parsing (issue 8)
+    import h5py
 
 log = logging.getLogger(__name__)
 
@@ -974,6 +976,8 @@ def save_images(path: str | Path, arrays: ImageArrays) -> None:
     ``class_names`` (JSON list), ``source``, and ``coarse_names`` /
     ``user_names`` (JSON lists) when present.
     """
+    import h5py
+
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for split in ("train", "test"):
             group = f.create_group(split)

@@ -12,12 +12,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import h5py
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # imported where used: the workflow imports this module while parsing (issue 8)
+    import h5py
+    import pandas as pd
+    import pyarrow as pa
 
 
 class CorruptFileError(RuntimeError):
@@ -70,6 +70,8 @@ def read_hdf5(path: str | os.PathLike) -> Iterator[h5py.File]:
     opened (truncated, not HDF5) or lacks a dataset or attribute that the
     block reads (``KeyError``): a file of another stage or of an older version.
     """
+    import h5py
+
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -89,6 +91,9 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame,
     ``schema`` (see :mod:`par.schemas`) fixes column order and types; ``metadata``
     is stored as key/value pairs in the file footer (e.g. extractor weights).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if metadata:
         merged = dict(table.schema.metadata or {})
@@ -100,6 +105,9 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame,
 
 def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     """Read a Parquet file; raise :class:`CorruptFileError` if it is unreadable."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_table(path).to_pandas()
     except (pa.ArrowInvalid, OSError) as err:
@@ -108,5 +116,7 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
 
 def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Key/value metadata written by :func:`write_parquet` (pandas' own key dropped)."""
+    import pyarrow.parquet as pq
+
     meta = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if k != b"pandas"}

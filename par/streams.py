@@ -62,9 +62,14 @@ class StreamSpecError(ValueError):
     """A stream spec that is not valid; the message names the stream, task and key."""
 
 
+# libyaml's loader when PyYAML was built with it: several times faster, and specs
+# are read by every snakemake call while parsing (issue 8)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.lru_cache(maxsize=1)
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=_YAML_LOADER)
 
 
 def shipped_streams() -> dict[str, Path]:
@@ -139,7 +144,7 @@ def load_spec(source, name: str | None = None) -> StreamSpec:
         path = shipped_streams().get(str(source)) or Path(source)
         if not path.is_file():
             raise KeyError(f"no stream spec named {source!r}; shipped: {sorted(shipped_streams())}")
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
         name = name or raw.get("name", path.stem)
     validate_spec(raw, name)
     entries = []

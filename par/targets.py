@@ -30,17 +30,20 @@ standard deviation s, s = 0 for one seed), paper value p and tolerance τ:
 """
 from __future__ import annotations
 
+import csv
 import html
 import math
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from par import schemas
 from par.io import CorruptFileError
-from par.tables import summary_table
+
+if TYPE_CHECKING:  # imported where used: the workflow reads the targets while parsing (issue 8)
+    import pandas as pd
 
 WITHIN = "within tolerance"
 GAP = "gap"
@@ -61,27 +64,60 @@ TABLE_TITLES = {
 }
 
 
-def load_targets(path: str | Path | None = None) -> pd.DataFrame:
-    """The targets file (default: the packaged ``par/data/paper_results.csv``);
-    lines starting with ``#`` are comments.
+def _number(text: str, name: str, line: int, column: str) -> float | None:
+    if text.strip() == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CorruptFileError(f"{name}, line {line}: {column} {text!r} is not a number") from None
 
-    Raises CorruptFileError naming the file when a column is missing, a metric is
-    unknown or a tolerance is negative / missing beside a paper value.
+
+def target_rows(path: str | Path | None = None) -> list[dict]:
+    """The rows of the targets file (default: the packaged
+    ``par/data/paper_results.csv``) as dicts with keys :data:`COLUMNS`: table
+    (int), value and tolerance (float or None where empty), run (str or None
+    where the project has no run).  Lines starting with ``#`` are comments.
+    Read with :mod:`csv`, so the workflow can read it while parsing without
+    importing pandas.
+
+    Raises CorruptFileError naming the file (and line) when a column is missing,
+    a number does not parse, a metric is unknown or a tolerance is negative /
+    missing beside a paper value.
     """
     if path is None:
-        with resources.files("par").joinpath("data/paper_results.csv").open() as f:
-            frame, name = pd.read_csv(f, dtype={"run": "string"}, comment="#"), "par/data/paper_results.csv"
+        name = "par/data/paper_results.csv"
+        text = resources.files("par").joinpath("data/paper_results.csv").read_text()
     else:
-        frame, name = pd.read_csv(path, dtype={"run": "string"}, comment="#"), str(path)
-    missing = set(COLUMNS) - set(frame.columns)
+        name, text = str(path), Path(path).read_text()
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if not line.lstrip().startswith("#")]
+    reader = csv.DictReader([line for _, line in lines])
+    missing = set(COLUMNS) - set(reader.fieldnames or ())
     if missing:
         raise CorruptFileError(f"{name}: missing columns {sorted(missing)}")
-    bad_metric = set(frame.metric) - set(METRIC_COLUMN)
-    if bad_metric:
-        raise CorruptFileError(f"{name}: unknown metrics {sorted(bad_metric)}")
-    has_value = frame.value.notna()
-    if (frame.tolerance[has_value].isna() | (frame.tolerance[has_value] < 0)).any():
-        raise CorruptFileError(f"{name}: every paper value needs a tolerance >= 0")
+    rows = []
+    for (line, _), raw in zip(lines[1:], reader):
+        table = _number(raw["table"], name, line, "table")
+        if raw["metric"] not in METRIC_COLUMN:
+            raise CorruptFileError(f"{name}, line {line}: unknown metric {raw['metric']!r}")
+        value = _number(raw["value"], name, line, "value")
+        tolerance = _number(raw["tolerance"], name, line, "tolerance")
+        if value is not None and (tolerance is None or tolerance < 0):
+            raise CorruptFileError(f"{name}, line {line}: every paper value needs a tolerance >= 0")
+        rows.append({**raw, "table": int(table) if table is not None else None, "value": value,
+                     "run": raw["run"] or None, "tolerance": tolerance})
+    return rows
+
+
+def load_targets(path: str | Path | None = None) -> pd.DataFrame:
+    """:func:`target_rows` as a DataFrame (empty cells NaN / <NA>).
+
+    Raises CorruptFileError as :func:`target_rows` does.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(target_rows(path))
+    frame = frame.astype({"value": "float64", "tolerance": "float64", "run": "string"})
     return frame
 
 
@@ -114,6 +150,8 @@ def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
     were made on (Table 5: ``paper_targets.ablation_benchmark``); by default the
     same.  Columns: :data:`par.schemas.TARGET_CELLS`.
     """
+    import pandas as pd
+
     measured_on = measured_on or {}
     rows = []
     for cell in targets[targets.table == table].itertuples(index=False):
@@ -199,6 +237,8 @@ def readme_section(targets: pd.DataFrame) -> str:
     one row per paper row the project reproduces (a method with a run) with its
     paper values ± tolerances, and per table the methods without a run.  The
     verdicts of a reproduction are in its ``tables/table<N>.md``."""
+    import pandas as pd
+
     lines = [README_BEGIN, ""]
     reproduced = targets[targets.run.notna()]
     rows = {}
@@ -236,13 +276,13 @@ def _main(argv: list[str] | None = None) -> None:
     path.write_text(render_readme(path.read_text(), readme_section(load_targets())))
 
 
-if __name__ == "__main__":
-    _main()
-
-
 def run_summary(metrics: list[pd.DataFrame], aliases: dict[str, str]) -> pd.DataFrame:
     """One row per (benchmark, run, seed) from per-run ``metrics.parquet`` frames
     (possibly none), with the rows of aliased runs under their aliases' names."""
+    import pandas as pd
+
+    from par.tables import summary_table
+
     summary = summary_table(metrics) if metrics else pd.DataFrame(columns=schemas.SUMMARY.names)
     return with_aliases(summary, aliases)
 
@@ -250,6 +290,8 @@ def run_summary(metrics: list[pd.DataFrame], aliases: dict[str, str]) -> pd.Data
 def with_aliases(summary: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
     """``summary`` plus a copy of the rows of each aliased run under the alias's
     name (a generated run with the same settings as an existing one)."""
+    import pandas as pd
+
     copies = [summary[summary.run == run].assign(run=alias) for alias, run in aliases.items()]
     return pd.concat([summary, *copies], ignore_index=True) if copies else summary
 
@@ -262,6 +304,8 @@ def switch_table(summary: pd.DataFrame, switches, unavailable: dict[str, str], b
     ``switches``: :class:`par.ablations.Switch` objects; ``unavailable``: switch
     run -> why it cannot run in this build.  Columns: :data:`par.schemas.SWITCH_ABLATION`.
     """
+    import pandas as pd
+
     part = summary[summary.benchmark == benchmark]
     reference = part[part.run == reference_run].AP
     reference_ap = float(reference.mean()) if len(reference) else math.nan
@@ -282,6 +326,8 @@ def switch_table(summary: pd.DataFrame, switches, unavailable: dict[str, str], b
 
 def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:
     """Markdown rendering of :func:`switch_table`."""
+    import pandas as pd
+
     view = pd.DataFrame({
         "switch": table.switch, "value": table.value, "run": table.run.fillna("–"), "seeds": table.n_seeds,
         "AP": [_fmt(m) + (f" ± {_fmt(s)}" if n > 1 else "") for m, s, n in zip(table.AP_mean, table.AP_std, table.n_seeds)],
@@ -293,3 +339,7 @@ def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:
     bench = table.benchmark.iloc[0] if len(table) else ""
     return (f"## Paper-text switches of SPEC on {bench}, one run each (everything else as `{reference_run}`)\n\n"
             + view.to_markdown(index=False) + "\n")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,4 +1,4 @@
-"""Parsing the workflow imports neither torch nor torchvision (issue 8).
+"""Parsing the workflow imports neither torch, torchvision nor h5py (issue 8).
 
 Every snakemake call parses the workflow: dry-runs, the scheduler, and each
 job submitted to SLURM.  Importing torch there costs seconds each time; only
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Runs snakemake in this process and prints, at exit, which heavy modules it imported.
 SNAKEMAKE_WATCHING_IMPORTS = (
     "import atexit, sys\n"
-    "heavy = ('torch', 'torchvision')\n"
+    "heavy = ('torch', 'torchvision', 'h5py')\n"
     "atexit.register(lambda: print('HEAVY MODULES:', sorted(m for m in heavy if m in sys.modules)))\n"
     "from snakemake.cli import main\n"
     "sys.argv[0] = 'snakemake'\n"

@@ -12,10 +12,41 @@ from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
 from par.datasets import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, plan_tasks
 from par.plots import task_label
+from par.io import CorruptFileError
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
-                         readme_section, render_readme, table_cells, verdict, with_aliases)
+                         readme_section, render_readme, table_cells, target_rows, verdict, with_aliases)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_targets_file_rows_without_pandas_match_the_frame():
+    """The workflow reads the targets with csv while parsing; the tables read the
+    same rows as a DataFrame: both agree cell by cell, empty cells as None / NaN."""
+    rows, frame = target_rows(), load_targets()
+    assert len(rows) == len(frame) > 200
+    for row, cell in zip(rows, frame.itertuples(index=False)):
+        assert row["table"] == cell.table and row["method"] == cell.method and row["metric"] == cell.metric
+        assert (row["value"] is None and np.isnan(cell.value)) or row["value"] == cell.value
+        assert (row["run"] is None and pd.isna(cell.run)) or row["run"] == cell.run
+    first = rows[0]
+    assert (first["table"], first["benchmark"], first["method"], first["metric"], first["value"], first["run"],
+            first["tolerance"]) == (1, "ctrl-s-minus", "Finetune", "AP", 0.18, "finetune", 0.02)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("3,cifar100-10,PAR,ACC,0.85,par,0.02", "line 3: unknown metric 'ACC'"),
+    ("3,cifar100-10,PAR,AP,0.85,par,", "line 3: every paper value needs a tolerance >= 0"),
+    ("3,cifar100-10,PAR,AP,0.85,par,-0.1", "line 3: every paper value needs a tolerance >= 0"),
+    ("3,cifar100-10,PAR,AP,high,par,0.02", "line 3: value 'high' is not a number"),
+])
+def test_a_bad_targets_file_names_the_file_and_line(tmp_path, line, message):
+    path = tmp_path / "targets.csv"
+    path.write_text("table,benchmark,method,metric,value,run,tolerance\n# a comment\n" + line + "\n")
+    with pytest.raises(CorruptFileError, match=f"{path}, {message}"):
+        target_rows(path)
+    path.write_text("table,benchmark,method,value\n3,cifar100-10,PAR,0.85\n")
+    with pytest.raises(CorruptFileError, match=r"missing columns \['metric', 'run', 'tolerance'\]"):
+        load_targets(path)
 
 
 @pytest.mark.parametrize("values, status", [

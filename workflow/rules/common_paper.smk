@@ -1,9 +1,9 @@
 """Lookups of the paper targets (paper.smk) and of relatedness variants
 (relatedness_variants.smk): which runs, benchmarks and files each needs."""
 from par.ablations import selected_switches, sweep_run, switch_status
-from par.targets import TABLE_TITLES, load_targets
+from par.targets import TABLE_TITLES, target_rows
 
-TARGETS = load_targets()
+TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
 ABLATION_BENCHMARK = PAPER_TARGETS["ablation_benchmark"]
 PAPER_TABLES = sorted(TABLE_TITLES)
 
@@ -23,15 +23,15 @@ def _table_benchmarks(number):
     """Benchmarks a paper table's runs are made on (Table 5: the ablation benchmark)."""
     if number == 5:
         return [ABLATION_BENCHMARK]
-    return list(dict.fromkeys(TARGETS[TARGETS.table == number].benchmark))
+    return list(dict.fromkeys(r["benchmark"] for r in TARGET_ROWS if r["table"] == number))
 
 
 def paper_table_metrics(wildcards):
     number = int(wildcards.number)
-    rows = TARGETS[TARGETS.table == number]
+    rows = [r for r in TARGET_ROWS if r["table"] == number]
     if number == 5:
-        rows = rows[rows.method.isin(PAPER_TARGETS["table5_rows"])]
-    runs = set(rows.run.dropna())
+        rows = [r for r in rows if r["method"] in PAPER_TARGETS["table5_rows"]]
+    runs = {r["run"] for r in rows if r["run"]}
     return _metrics(_table_benchmarks(number), runs)
 
 
