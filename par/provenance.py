@@ -24,8 +24,10 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import platform
 import re
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -145,6 +147,63 @@ def code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT) -> st
         digest.update(data)
     return f"sha256:{digest.hexdigest()}"
 
+
+
+def _signature(path: Path) -> list:
+    stat = path.stat()
+    return [str(path), stat.st_mtime_ns, stat.st_size]
+
+
+_DISK_CACHES: dict[Path, dict] = {}
+
+
+def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT,
+                     cache_file: str | Path | None = None) -> str:
+    """:func:`code_hash` of ``script``, memoised on disk (issue 8: every
+    snakemake call, each SLURM job included, hashes every rule's code while
+    parsing; parsing ~45 files with :mod:`ast` took ~0.15-0.3 s of it).
+
+    An entry holds the hash and the (path, mtime_ns, size) of each file of
+    :func:`code_files`; it is used only while every one of those files still
+    has that signature, the rule Python uses for its bytecode caches.  A new
+    import needs an edit of a file already in the closure, so an entry never
+    outlives a change of the closure.  ``cache_file`` defaults to
+    ``<package_root>/__pycache__/par-code-hashes.json``; it is written
+    atomically, and when it cannot be read or written the hash is computed
+    as if there were none.
+    """
+    script, package_root = Path(script).resolve(), Path(package_root).resolve()
+    cache_file = Path(cache_file) if cache_file else package_root / "__pycache__" / "par-code-hashes.json"
+    if cache_file not in _DISK_CACHES:
+        try:
+            _DISK_CACHES[cache_file] = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            _DISK_CACHES[cache_file] = {}
+    cache = _DISK_CACHES[cache_file]
+    key = f"{script}\0{package_root}"
+    entry = cache.get(key)
+    if isinstance(entry, dict):
+        try:
+            if all(_signature(Path(f[0])) == f for f in entry["files"]):
+                return entry["hash"]
+        except (OSError, KeyError, TypeError, IndexError):
+            pass
+    files = code_files(script, package_root)
+    signatures = [_signature(f) for f in files]
+    digest = code_hash(script, package_root)
+    if [_signature(f) for f in files] == signatures:  # no file changed while hashing
+        cache[key] = {"hash": digest, "files": signatures}
+        tmp = None
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=cache_file.parent, delete=False,
+                                             prefix=cache_file.name, suffix=".tmp") as tmp:
+                json.dump(cache, tmp)
+            os.replace(tmp.name, cache_file)
+        except OSError:
+            if tmp is not None:
+                Path(tmp.name).unlink(missing_ok=True)
+    return digest
 
 # ---- the provenance of one output -------------------------------------------------------
 

@@ -25,7 +25,8 @@ import torchvision
 import yaml
 
 from par import schemas
-from par.provenance import code_files, code_hash, imported_modules, read_provenance
+from par import provenance
+from par.provenance import cached_code_hash, code_files, code_hash, imported_modules, read_provenance
 from test_startup import SNAKEMAKE_WATCHING_IMPORTS
 from test_workflow import config_for, scheduled_jobs
 
@@ -87,6 +88,45 @@ def test_code_hash_changes_with_any_imported_byte_only(package):
     shutil.copytree(root.parent, moved)
     assert code_hash(moved / "scripts" / "job.py", moved / "pkg") == code_hash(script, root)
 
+
+
+def test_the_disk_cached_hash_follows_every_edit(package, tmp_path):
+    """cached_code_hash (what the workflow uses while parsing) equals code_hash
+    before and after edits, also in a fresh process (simulated by dropping the
+    in-memory copy), and a corrupt cache file is ignored and rewritten."""
+    root, script = package
+    cache = tmp_path / "cache" / "hashes.json"
+
+    def fresh():
+        provenance._DISK_CACHES.clear()
+        return cached_code_hash(script, root, cache)
+
+    first = fresh()
+    assert first == code_hash(script, root) and cache.is_file()
+    assert fresh() == first
+    # an edit of a file in the closure that keeps its size: only the mtime tells
+    d = root / "sub" / "d.py"
+    text = d.read_text()
+    d.write_text(text.replace("return X", "return Y"))
+    os.utime(d, ns=(d.stat().st_atime_ns, d.stat().st_mtime_ns + 1_000_000))
+    edited = fresh()
+    assert edited == code_hash(script, root) != first
+    # a new import in the closure brings in a module the entry never listed
+    with open(root / "c.py", "a") as f:
+        f.write("import pkg.unused\n")
+    widened = fresh()
+    assert widened == code_hash(script, root) != edited
+    (root / "unused.py").write_text("import pkg.c  # now in the closure\n")
+    assert fresh() == code_hash(script, root) != widened
+    # a package data file the closure names
+    reader = write(script.parent / "read.py", "import pkg.reader\n")
+    before = fresh() and cached_code_hash(reader, root, cache)
+    (root / "data" / "table.csv").write_text("a,b\n1,2\n3,4\n")
+    provenance._DISK_CACHES.clear()
+    assert cached_code_hash(reader, root, cache) == code_hash(reader, root) != before
+    cache.write_text("{not json")
+    assert fresh() == code_hash(script, root)
+    assert json.loads(cache.read_text())
 
 # ---- the workflow in a copy of the repository ------------------------------------------
 

@@ -16,7 +16,7 @@ from par.io import read_json
 from par.learners import get_method
 from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
-from par.provenance import code_hash
+from par.provenance import cached_code_hash
 from par.resume import record_owner, stale_lock_hint
 from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
 
@@ -183,8 +183,9 @@ def mem_mb_per_attempt(mb):
 def code_version(script):
     """The param ``code`` of a rule: a hash of workflow/scripts/``script`` and
     of every par module it imports, transitively (par.provenance.code_hash),
-    so that a change of the library re-runs exactly the jobs that execute it."""
-    return code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
+    so that a change of the library re-runs exactly the jobs that execute it.
+    Memoised on disk by file signatures (par.provenance.cached_code_hash)."""
+    return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def gpu_request(wildcards):
