@@ -193,6 +193,15 @@ def gpu_request(wildcards):
     return 0 if config["device"] == "cpu" else 1
 
 
+def planned_run_priority(wildcards):
+    """Jobs of runs that follow a plan (PAR) start before the baselines' when both
+    are ready: PAR's experts are the slowest learn jobs and each task group is a
+    chain of them, so on few cores a baseline started first leaves that chain
+    running alone at the end (the CPU demo: 16 min → see README, Measured).
+    Snakemake starts ready jobs in priority order; it changes no result."""
+    return 1 if get_method(RUNS[wildcards.run]["method"]).needs_plan else 0
+
+
 # ---- the plan checkpoint and the assignment of each task --------------------------------
 
 @functools.lru_cache(maxsize=None)

@@ -34,6 +34,7 @@ rule search_cell:
         search=lambda w: {**RUNS[w.run]["search"],
                           "factorized_reduce_bn": RUNS[w.run]["expert"]["factorized_reduce_bn"]},
     threads: config["threads"]
+    priority: planned_run_priority
     resources:
         gpu=gpu_request,
         mem_mb=mem_mb_per_attempt(8000),
@@ -61,6 +62,7 @@ rule learn_task:
         training=training_params,
         strategy=strategy_params,
     threads: config["threads"]
+    priority: planned_run_priority
     resources:
         gpu=gpu_request,
         mem_mb=mem_mb_per_attempt(8000),
