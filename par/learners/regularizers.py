@@ -31,28 +31,36 @@ Importance = dict[str, torch.Tensor]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-def _squared_batch_gradients(model: nn.Module, batches: Batches, batch_size: int,
-                             batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Importance:
-    """batch_size · mean over batches of (∂ batch_loss / ∂θ)², the estimate of the
-    authors' ``utils.fisher_matrix_diag`` and ``mas.compute_importance``.  The
-    model is in train mode, as there: BatchNorm uses batch statistics and
-    updates its running statistics on this pass."""
+def _gradient_statistic(model: nn.Module, batches: Batches,
+                        batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                        per_batch: Callable[[torch.Tensor], torch.Tensor], per_images: bool) -> Importance:
+    """Σ_b per_batch(∂ batch_loss_b / ∂θ) per parameter, divided by the number of
+    batches, or of images when ``per_images``.  The model is in train mode, as in
+    the authors' estimates: BatchNorm uses batch statistics and updates its
+    running statistics on this pass.  Raises ValueError when ``batches`` is empty."""
     model.train()
     params = dict(model.named_parameters())
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    n_batches = 0
+    count = 0
     for x, y in batches:
         model.zero_grad(set_to_none=True)
         batch_loss(x, y).backward()
         with torch.no_grad():
             for n, p in params.items():
                 if p.grad is not None:
-                    total[n] += batch_size * p.grad.pow(2)
-        n_batches += 1
+                    total[n] += per_batch(p.grad)
+        count += len(x) if per_images else 1
     model.zero_grad(set_to_none=True)
-    if n_batches == 0:
+    if count == 0:
         raise ValueError("no batches to estimate parameter importance from")
-    return {n: v / n_batches for n, v in total.items()}
+    return {n: v / count for n, v in total.items()}
+
+
+def _squared_batch_gradients(model: nn.Module, batches: Batches, batch_size: int,
+                             batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Importance:
+    """batch_size · mean over batches of (∂ batch_loss / ∂θ)², the estimate of the
+    authors' ``utils.fisher_matrix_diag`` and ``mas.compute_importance``."""
+    return _gradient_statistic(model, batches, batch_loss, lambda g: batch_size * g.pow(2), per_images=False)
 
 
 def empirical_fisher(model: nn.Module, task: int, batches: Batches, batch_size: int) -> Importance:
@@ -85,22 +93,8 @@ def mas_importance(model: nn.Module, task: int, batches: Batches, batch_size: in
         return _squared_batch_gradients(model, batches, batch_size, lambda x, y: model(x, task).pow(2).mean())
     if estimate != "aljundi":
         raise ValueError(f"unknown MAS importance estimate {estimate!r}; choose 'authors' or 'aljundi'")
-    model.train()
-    params = dict(model.named_parameters())
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    n_images = 0
-    for x, _ in batches:
-        model.zero_grad(set_to_none=True)
-        model(x, task).pow(2).sum().backward()
-        with torch.no_grad():
-            for n, p in params.items():
-                if p.grad is not None:
-                    total[n] += p.grad.abs()
-        n_images += len(x)
-    model.zero_grad(set_to_none=True)
-    if n_images == 0:
-        raise ValueError("no batches to estimate parameter importance from")
-    return {n: v / n_images for n, v in total.items()}
+    return _gradient_statistic(model, batches, lambda x, y: model(x, task).pow(2).sum(), torch.abs,
+                               per_images=True)
 
 
 IMPORTANCE_ESTIMATES = ("authors", "aljundi")
