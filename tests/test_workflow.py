@@ -57,8 +57,9 @@ def snakemake(workdir: Path, config: dict, *args: str, env: dict | None = None,
                           env={**os.environ, "PAR_OFFLINE": "1", **(env or {})})
 
 
-def scheduled_jobs(output: str) -> set[tuple]:
-    """(rule, run, task) of every job block Snakemake printed."""
+def job_blocks(output: str) -> list[dict]:
+    """Every job block Snakemake printed: rule, wildcards, and ``priority`` where
+    it printed one (with ``--verbose``, for priorities other than 0)."""
     jobs, current = [], None
     for line in output.splitlines():
         header = JOB_HEADER.match(line.strip())
@@ -67,7 +68,14 @@ def scheduled_jobs(output: str) -> set[tuple]:
             jobs.append(current)
         elif current is not None and line.strip().startswith("wildcards:"):
             current.update(kv.split("=", 1) for kv in line.strip()[len("wildcards:"):].strip().split(", "))
-    return {(j["rule"], j.get("run"), int(j["task"]) if "task" in j else None) for j in jobs}
+        elif current is not None and line.strip().startswith("priority:"):
+            current["priority"] = int(line.split(":", 1)[1])
+    return jobs
+
+
+def scheduled_jobs(output: str) -> set[tuple]:
+    """(rule, run, task) of every job block Snakemake printed."""
+    return {(j["rule"], j.get("run"), int(j["task"]) if "task" in j else None) for j in job_blocks(output)}
 
 
 def config_for(data_root: Path, **changes) -> dict:
@@ -181,6 +189,19 @@ def test_training_change_reruns_learning_only(full_run, tmp_path):
     record = json.loads((workdir / "results/runs/cifar10-5/seed0/finetune/states/task5.json").read_text())
     assert record["epochs_run"] == 2
 
+
+
+def test_par_jobs_start_before_the_baselines_when_both_are_ready(full_run, tmp_path):
+    """PAR's cell search and learn jobs carry priority 1 (its experts are the
+    slowest jobs and its groups chains of them), every baseline job 0."""
+    workdir = fork(full_run, tmp_path)
+    result = snakemake(workdir, full_run[1], "all_tables", "-n", "--verbose", "--forcerun", "search_cell", "learn_task")
+    assert result.returncode == 0, result.stderr[-4000:]
+    compute = [j for j in job_blocks(result.stdout + result.stderr) if j["rule"] in ("search_cell", "learn_task")]
+    assert {(j["rule"], j["run"]) for j in compute} == ({("search_cell", "par")}
+                                                         | {("learn_task", r) for r in RUNS})
+    for job in compute:
+        assert job.get("priority", 0) == (1 if job["run"] == "par" else 0), job
 
 def test_baseline_weight_change_reruns_its_chain_after_task_one_only(full_run, tmp_path):
     """ewc.lambda is not used by a chain's first task (no penalty yet) and
