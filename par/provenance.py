@@ -24,13 +24,13 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import platform
 import re
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from par.io import atomic_path
 
 PACKAGE = "par"
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -138,15 +138,17 @@ def code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT) -> st
     with its path relative to its root (so moving the repository changes
     nothing).  Any byte changed in one of the files changes the hash."""
     package_root = Path(package_root).resolve()
+    return _files_hash(code_files(script, package_root), package_root)
+
+
+def _files_hash(files: list[Path], package_root: Path) -> str:
     digest = hashlib.sha256()
-    files = code_files(script, package_root)
     for path in files:
         name = path.relative_to(package_root.parent) if path.is_relative_to(package_root) else Path(path.name)
         data = path.read_bytes()
         digest.update(f"{name.as_posix()}\0{len(data)}\0".encode())
         digest.update(data)
     return f"sha256:{digest.hexdigest()}"
-
 
 
 def _signature(path: Path) -> list:
@@ -190,20 +192,16 @@ def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT
             pass
     files = code_files(script, package_root)
     signatures = [_signature(f) for f in files]
-    digest = code_hash(script, package_root)
+    digest = _files_hash(files, package_root)
     if [_signature(f) for f in files] == signatures:  # no file changed while hashing
         cache[key] = {"hash": digest, "files": signatures}
-        tmp = None
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=cache_file.parent, delete=False,
-                                             prefix=cache_file.name, suffix=".tmp") as tmp:
-                json.dump(cache, tmp)
-            os.replace(tmp.name, cache_file)
+            with atomic_path(cache_file) as tmp:
+                tmp.write_text(json.dumps(cache))
         except OSError:
-            if tmp is not None:
-                Path(tmp.name).unlink(missing_ok=True)
+            pass
     return digest
+
 
 # ---- the provenance of one output -------------------------------------------------------
 
