@@ -116,9 +116,7 @@ def load_targets(path: str | Path | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    frame = pd.DataFrame(target_rows(path))
-    frame = frame.astype({"value": "float64", "tolerance": "float64", "run": "string"})
-    return frame
+    return pd.DataFrame(target_rows(path)).astype({"value": "float64", "tolerance": "float64", "run": "string"})
 
 
 def verdict(paper: float | None, tolerance: float | None, values: list[float] | np.ndarray | None,

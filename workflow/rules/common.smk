@@ -197,8 +197,8 @@ def planned_run_priority(wildcards):
     """Jobs of runs that follow a plan (PAR) start before the baselines' when both
     are ready: PAR's experts are the slowest learn jobs and each task group is a
     chain of them, so on few cores a baseline started first leaves that chain
-    running alone at the end (the CPU demo: 16 min → see README, Measured).
-    Snakemake starts ready jobs in priority order; it changes no result."""
+    running alone at the end (README, Measured: the CPU demo).  Snakemake
+    starts ready jobs in priority order; it changes no result."""
     return 1 if get_method(RUNS[wildcards.run]["method"]).needs_plan else 0
 
 
