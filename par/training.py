@@ -102,6 +102,13 @@ class Batches:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def n_batches(self) -> int:
+        """Batches one pass yields (a shuffled pass drops a single-image tail)."""
+        n, b = len(self.labels), self.batch_size
+        full, tail = divmod(n, b)
+        return full + (1 if tail > 1 or (tail == 1 and not (self.shuffle and n > 1)) else 0)
+
     def __iter__(self):
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
@@ -118,7 +125,14 @@ class Batches:
 
 
 class TrainingHooks(Protocol):
-    """What a learner tells the shared loop (Avalanche-style hooks)."""
+    """What a learner tells the shared loop (Avalanche-style hooks).
+
+    Order inside :func:`fit`, per epoch: ``set_mode``, ``before_epoch``; per
+    batch: ``loss`` → backward → ``before_step`` (gradient hook: A-GEM's
+    projection, HAT's masking) → gradient-norm clip → optimizer step →
+    ``after_step`` (HAT's clamp); after the epoch's validation: ``after_epoch``.
+    :class:`par.learners.strategies.Strategy` gives every hook a no-op default.
+    """
 
     early_stopping: bool
 
@@ -130,6 +144,18 @@ class TrainingHooks(Protocol):
 
     def loss(self, model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(scalar loss, logits of the task's head) for one batch."""
+
+    def before_epoch(self, model: nn.Module, task: int, epoch: int, n_batches: int) -> None:
+        """Called after ``set_mode`` at the start of every epoch (0-based ``epoch``)."""
+
+    def before_step(self, model: nn.Module, task: int) -> None:
+        """Called after backward, before clipping and the optimizer step: may edit ``.grad``."""
+
+    def after_step(self, model: nn.Module, task: int) -> None:
+        """Called after every optimizer step (e.g. to clamp parameters)."""
+
+    def after_epoch(self, model: nn.Module, task: int, epoch: int, record: dict) -> None:
+        """Called after the epoch's validation with its history row (may add keys to it)."""
 
 
 @torch.no_grad()
@@ -173,6 +199,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     for epoch in range(config.epochs):
         start = time.perf_counter()
         hooks.set_mode(model, task)
+        hooks.before_epoch(model, task, epoch, train.n_batches)
         # Running sums stay on the device: no host synchronisation per batch.
         total_loss = torch.zeros((), device=train.images.device)
         total_correct = torch.zeros((), dtype=torch.long, device=train.images.device)
@@ -181,8 +208,10 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
             loss, logits = hooks.loss(model, task, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            hooks.before_step(model, task)
             nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
+            hooks.after_step(model, task)
             total_loss += loss.detach() * len(y)
             total_correct += (logits.argmax(1) == y).sum()
             total += len(y)
@@ -192,6 +221,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
         history.append({"epoch": epoch, "train_loss": total_loss.item() / max(1, total),
                         "train_accuracy": total_correct.item() / max(1, total), "val_accuracy": val_acc,
                         "seconds": seconds})
+        hooks.after_epoch(model, task, epoch, history[-1])
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, since_best = val_acc, epoch, 0

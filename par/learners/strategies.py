@@ -89,6 +89,19 @@ class Strategy:
         logits = model(x, task)
         return F.cross_entropy(logits, y), logits
 
+    # Hook points of the shared loop (par.training.TrainingHooks): no-ops here.
+    def before_epoch(self, model: MultiHeadModel, task: int, epoch: int, n_batches: int) -> None:
+        """Start of every epoch, after ``set_mode`` (HAT: restart the s annealing)."""
+
+    def before_step(self, model: MultiHeadModel, task: int) -> None:
+        """After backward, before the gradient clip and the optimizer step (A-GEM, HAT)."""
+
+    def after_step(self, model: MultiHeadModel, task: int) -> None:
+        """After every optimizer step (HAT: clamp the task embeddings)."""
+
+    def after_epoch(self, model: MultiHeadModel, task: int, epoch: int, record: dict) -> None:
+        """After the epoch's validation, with its history row."""
+
     def after_task(self, model: MultiHeadModel, task: int, train: Iterable) -> dict[str, torch.Tensor]:
         """Called once after training (Avalanche's ``after_training_exp``); returns
         what the next task of the chain needs besides the weights (importance,
