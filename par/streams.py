@@ -13,8 +13,12 @@ test indices per class) — this is the per-task ``task{t}.json`` of the workflo
 
 Seeds: everything random about task t draws from ``numpy.random.default_rng([seed, t, k])``
 with a fixed ``k`` per purpose (dataset choice, sizes, classes, samples), except
-class orders of the paper's CIFAR benchmarks (authors' loaders, :data:`CLASS_ORDERS`)
+class orders of the paper's CIFAR benchmarks (authors' loaders, :mod:`par.class_orders`)
 and CTrL's validation pools (split seed 17, independent of the run seed).
+
+A prepared task as the learners see it is a :class:`par.tasks.Task`; :func:`build_stream`
+prepares every task of a spec in memory, as the workflow's ``prepare_stream`` jobs do
+one by one.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from par import benchmarks as _benchmarks
+from par.class_orders import CLASS_ORDERS, cifar100_validation_split
+from par.tasks import Stream, task_from_json, task_pixels
 from par.transforms import permute_labels, transform_name
 
 SPEC_DIR = Path(__file__).resolve().parent / "data" / "streams"
@@ -38,23 +43,11 @@ _DATASET, _SIZES, _CLASSES, _SAMPLES, _LABELS, _ORDER = range(6)
 
 # Normalisation constants by name (SPEC §8): dataset normalisation of the paper's benchmarks.
 NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": (_benchmarks.CIFAR10_MEAN, _benchmarks.CIFAR10_STD),
-    "cifar100": (_benchmarks.CIFAR100_MEAN, _benchmarks.CIFAR100_STD),
+    # the authors' loaders (src/dataloaders/cifar10.py); SPEC §8 for CIFAR-100
+    "cifar10": (tuple(x / 255 for x in (125.3, 123.0, 113.9)), tuple(x / 255 for x in (63.0, 62.1, 66.7))),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
     # torchvision's ImageNet constants (MiniImageNet, SPEC §8)
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-
-def _flat(chunks):
-    return lambda seed: [c for chunk in chunks(seed) for c in chunk]
-
-
-# Seeded class orders of the paper's benchmarks: seed → list of dataset class ids;
-# a task's classes are a consecutive chunk of it ({"order": name, "size": k}).
-CLASS_ORDERS = {
-    "cifar10-pairs": _flat(_benchmarks._cifar10_pairs),
-    "cifar100-authors": _flat(_benchmarks._cifar100_chunks(1)),
-    "miniimagenet": lambda seed: [int(c) for c in np.random.RandomState(seed).permutation(100)],
 }
 
 
@@ -267,7 +260,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
       the run seed; the task draws ``sizes.train`` from the rest and ``sizes.val`` from
       the pool (fewer when a pool is smaller, as CTrL's S_long on CIFAR-100).
     - ``split.kind = cifar100-authors``: the authors' CIFAR-100 validation draw
-      (:func:`par.benchmarks.cifar100_validation_split`, SPEC §8).
+      (:func:`par.class_orders.cifar100_validation_split`, SPEC §8).
     - ``split.kind = count``: exactly ``sizes.val`` validation images from the shuffled
       train images, then up to ``sizes.train`` training images.
 
@@ -308,8 +301,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         pools = _val_pools(train_labels, classes, pool_size, split["split_seed"] if split["split_seed"] is not None else 17)
     rng = _rng(task["seed"], number, _SAMPLES)
     val_fraction = caps["val_fraction"] if caps["val_fraction"] is not None else split.get("val_fraction", 0.1)
-    authors = (_benchmarks.cifar100_validation_split(train_labels, task["seed"], val_fraction,
-                                                     caps["max_train_per_class"])
+    authors = (cifar100_validation_split(train_labels, task["seed"], val_fraction, caps["max_train_per_class"])
                if split["kind"] == "cifar100-authors" else None)
     train, val, test = [], [], []
     test_source = "train" if len(test_labels) == 0 else "test"
@@ -394,35 +386,6 @@ def _resolve_classes(task: dict, class_names: list[str], earlier: dict[int, dict
     raise ValueError(f"task {number}: unknown class selector {classes!r}")
 
 
-# ---- a prepared task as the learners see it ----------------------------------------------
-
-def task_from_json(d: dict) -> "_benchmarks.Task":
-    """A :class:`par.benchmarks.Task` from a prepared task dict (``task{t}.json``)."""
-    return _benchmarks.Task(
-        int(d["task"]), list(d["classes"]), list(d["class_names"]),
-        np.asarray(d["train"], dtype=np.int64), np.asarray(d["val"], dtype=np.int64),
-        np.asarray(d["test"], dtype=np.int64), dataset=d["dataset"], mean=tuple(d["mean"]), std=tuple(d["std"]),
-        transform=list(d.get("transform", [])), image_size=d.get("image_size"),
-        label_map=list(d.get("label_map", range(len(d["classes"])))), test_source=d.get("test_source", "test"),
-    )
-
-
-def read_task_pixels(images_path, task: "_benchmarks.Task", split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n, H, W, 3) uint8 pixels after the task's transforms and (n,) int64 local
-    labels of ``task``'s ``split``, reading only those images from ``images.h5``.
-
-    Raises :class:`par.io.CorruptFileError` naming the file when it is unreadable."""
-    from par.io import read_hdf5
-    from par.transforms import apply_transforms
-
-    idx = task.indices(split)
-    source = task.test_source if split == "test" else "train"
-    with read_hdf5(images_path) as f:
-        pixels = f[f"{source}/images"][np.sort(idx)] if len(idx) else f[f"{source}/images"][:0]
-        labels = f[f"{source}/labels"][np.sort(idx)] if len(idx) else np.zeros(0, np.int64)
-    return apply_transforms(pixels, task.transform, task.image_size), task.local_labels(labels)
-
-
 def write_task(path, prepared: dict) -> None:
     """Write a prepared task atomically as JSON."""
     from par.io import write_json
@@ -437,17 +400,17 @@ def describe(prepared: dict) -> str:
             f"transform {json.dumps(prepared['transform'])}")
 
 
-def task_normalisation(prepared: dict, images_path) -> tuple[list[float], list[float]]:
+def task_normalisation(prepared: dict, images) -> tuple[list[float], list[float]]:
     """(mean, std) (3,) of a prepared task: the spec's constants, or with
     ``per_task`` the per-channel statistics of its training images after its
-    transforms (CTrL streams), read from ``images_path``."""
+    transforms (CTrL streams), read from ``images`` (the path of its ``images.h5``,
+    or anything :func:`par.tasks.task_pixels` takes)."""
     from par.transforms import channel_statistics
 
     norm = prepared["normalisation"]
     if norm != "per_task":
         return list(norm["mean"]), list(norm["std"])
-    pixels, _ = read_task_pixels(images_path, task_from_json({**prepared, "mean": [0, 0, 0], "std": [1, 1, 1]}),
-                                 "train")
+    pixels, _ = task_pixels(images, task_from_json({**prepared, "mean": [0, 0, 0], "std": [1, 1, 1]}), "train")
     mean, std = channel_statistics(pixels)
     return list(mean), list(std)
 
@@ -463,3 +426,29 @@ def task_users(images_path) -> tuple[np.ndarray | None, np.ndarray | None]:
             return None, None
         names = np.asarray(json.loads(f.attrs["user_names"]), dtype=str)
         return tuple(names[f[f"{s}/users"][...]] if f"{s}/users" in f else None for s in ("train", "test"))
+
+
+def build_stream(source, images, seed: int, *, caps: dict | None = None) -> Stream:
+    """Every task of a stream spec, prepared in memory as the workflow's
+    ``prepare_stream`` jobs prepare them one by one (:func:`resolve_tasks`,
+    :func:`prepare_task`, :func:`task_normalisation`).
+
+    ``source``: as :func:`load_spec`.  ``images``: a decoded dataset
+    (:class:`par.datasets.ImageArrays`) or a mapping dataset name → decoded
+    dataset.  ``caps``: the config section ``stream`` (``max_train_per_class``,
+    ``max_test_per_class``, ``val_fraction``).  Raises as those functions."""
+    spec = load_spec(source)
+    earlier: dict[int, dict] = {}
+    for task in resolve_tasks(spec, seed):
+        arrays = images[task["dataset"]] if isinstance(images, dict) else images
+        prepared = prepare_task(task, arrays.train_labels, arrays.test_labels, arrays.class_names,
+                                train_users=_users(arrays, "train"), test_users=_users(arrays, "test"),
+                                earlier=earlier, caps=caps)
+        prepared["mean"], prepared["std"] = task_normalisation(prepared, arrays)
+        earlier[task["task"]] = prepared
+    return Stream.from_tasks(spec.name, seed, [task_from_json(d) for d in earlier.values()])
+
+
+def _users(arrays, split: str):
+    users = getattr(arrays, f"{split}_users", None)
+    return None if users is None else np.asarray(arrays.user_names, dtype=str)[users]

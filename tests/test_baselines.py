@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from par.benchmarks import make_stream, task_data
+from par.streams import build_stream
+from par.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.regularizers import (AlphaScaledQuadratic, alpha_scales, empirical_fisher, mas_importance,
                                        quadratic_penalty, running_mean)
@@ -169,8 +170,7 @@ STRONG = {"finetune": {}, "ewc": {"penalty_lambda": 3000.0}, "mas": {"penalty_la
 
 @pytest.fixture(scope="module")
 def stream(cifar10_arrays):
-    a = cifar10_arrays
-    return make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+    return build_stream("cifar10-5", cifar10_arrays, 0)
 
 
 def _learn_two_tasks(method, stream, images, seed):

@@ -55,10 +55,12 @@ RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    """A private copy of the dataset registry, so registered folders do not leak."""
-    monkeypatch.setattr(datasets, "DATASETS", dict(DATASETS))
-    return datasets.DATASETS
+def registry():
+    """The dataset registry, restored after the test, so registered folders do not leak."""
+    saved = dict(DATASETS)
+    yield DATASETS
+    DATASETS.clear()
+    DATASETS.update(saved)
 
 
 @pytest.fixture
@@ -95,14 +97,14 @@ def test_importing_datasets_does_not_import_torch():
 
 
 def test_download_addresses_are_torchvisions():
-    assert datasets._CIFAR["cifar10"][1:] == (tvd.CIFAR10.base_folder, tvd.CIFAR10.filename, tvd.CIFAR10.url)
-    assert datasets._CIFAR["cifar100"][1:] == (tvd.CIFAR100.base_folder, tvd.CIFAR100.filename, tvd.CIFAR100.url)
-    for name, (cls, url) in datasets._MNIST_LIKE.items():
+    assert datasets.cifar._CIFAR["cifar10"][1:] == (tvd.CIFAR10.base_folder, tvd.CIFAR10.filename, tvd.CIFAR10.url)
+    assert datasets.cifar._CIFAR["cifar100"][1:] == (tvd.CIFAR100.base_folder, tvd.CIFAR100.filename, tvd.CIFAR100.url)
+    for name, (cls, url) in datasets.mnist._MNIST_LIKE.items():
         assert [f + ".gz" for f in datasets.MNIST_RAW_FILES] == [r[0] for r in getattr(tvd, cls).resources]
         assert url == getattr(tvd, cls).mirrors[0] + "train-images-idx3-ubyte.gz"
-    assert datasets.SVHN_FILES == (tvd.SVHN.split_list["train"][1], tvd.SVHN.split_list["test"][1])
+    assert datasets.svhn.SVHN_FILES == (tvd.SVHN.split_list["train"][1], tvd.SVHN.split_list["test"][1])
     assert DATASETS["svhn"].download_url == tvd.SVHN.split_list["train"][0]
-    assert datasets.DTD_URL == tvd.DTD._URL and datasets.DTD_URL.endswith(datasets.DTD_ARCHIVE)
+    assert datasets.dtd.DTD_URL == tvd.DTD._URL and datasets.dtd.DTD_URL.endswith(datasets.DTD_ARCHIVE)
 
 
 # ---- CIFAR-10 / CIFAR-100 (torchvision's python pickles) -------------------------------------
@@ -449,7 +451,7 @@ def test_user_split_tree_single_folder_and_archive(tmp_path, registry):
     assert g.train_images.shape == (6, 8, 8, 3) and g.test_images.shape == (0, 8, 8, 3)
     assert (g.train_images[3] == 40).all()    # class b, grey 40 in all three channels
     assert not any((tmp_path / "scratch").iterdir())
-    assert "gray" in registry and "gray" not in DATASETS   # the registry copy, not the module's
+    assert "gray" in registry   # the fixture removes it again after the test
 
     write_tree(tmp_path / "shapes" / "val", ["circle", "square", "star"], 1)      # val joins train
     v = decode(locate_source("shapes", tmp_path, probe_network=False), tmp_path / "scratch")
@@ -531,7 +533,7 @@ def test_builtin_folders_must_hold_the_datasets_classes_and_shape(tmp_path):
                  "small/iid", "no public download"]),
 ])
 def test_offline_message_names_what_to_place_where(tmp_path, monkeypatch, name, needles):
-    monkeypatch.setattr(datasets, "url_reachable", lambda url, timeout_seconds=5.0: False)
+    monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: False)
     with pytest.raises(DatasetUnavailable) as err:
         locate_source(name, tmp_path / "nowhere")
     message = str(err.value)
@@ -539,7 +541,7 @@ def test_offline_message_names_what_to_place_where(tmp_path, monkeypatch, name, 
         assert needle in message, (needle, message)
     if DATASETS[name].download_url:
         assert "offline" in message
-        monkeypatch.setattr(datasets, "url_reachable", lambda url, timeout_seconds=5.0: True)
+        monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: True)
         assert locate_source(name, tmp_path / "nowhere").kind == "download"
 
 

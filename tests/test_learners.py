@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from par.benchmarks import make_stream
+from par.streams import build_stream
 from par.cells import DARTS_V2
 from par.learners import get_method, get_strategy, learn_task
 from par.models import load_model, save_model
@@ -41,8 +41,7 @@ def test_par_assignments_come_from_the_plan():
 
 @pytest.fixture(scope="module")
 def stream(cifar10_arrays):
-    a = cifar10_arrays
-    return make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+    return build_stream("cifar10-5", cifar10_arrays, 0)
 
 
 EXPERT = {"kind": "expert", "genotype": DARTS_V2.to_json(), "channels": 4, "n_layers": 3, "stem_multiplier": 3}

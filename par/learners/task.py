@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from par.benchmarks import Stream, task_data
 from par.learners.strategies import get_strategy
 from par.models import MultiHeadModel, count_parameters
+from par.tasks import Stream, task_data
 from par.training import Batches, TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from par.extractor import TaskFeatures, build_extractor, extract_features, save_
 from par.io import read_json
 from par.logs import job_log
 from par.provenance import provenance, read_provenance
-from par.streams import read_task_pixels, task_from_json
+from par.tasks import read_task_pixels, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

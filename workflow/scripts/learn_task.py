@@ -3,7 +3,6 @@ import torch
 
 from pathlib import Path
 
-from par.benchmarks import Stream
 from par.cells import genotype_json
 from par.devices import acquire_device, describe
 from par.io import read_json, write_json
@@ -12,7 +11,7 @@ from par.logs import job_log
 from par.models import load_model, save_model
 from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
-from par.streams import task_from_json
+from par.tasks import Stream, task_from_json
 from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
@@ -21,7 +20,7 @@ with job_log(snakemake.log[0]) as log:
     strategy = snakemake.params.strategy
     w = snakemake.wildcards
     tasks = [task_from_json(read_json(p)) for p in snakemake.input.tasks]
-    stream = Stream(w.bench, tasks[0].dataset, int(w.seed), tasks[0].mean, tasks[0].std, tasks)
+    stream = Stream.from_tasks(w.bench, int(w.seed), tasks)
     body = strategy["body"]
     if body is not None and body["kind"] == "expert":
         cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None

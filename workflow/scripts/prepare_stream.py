@@ -3,7 +3,8 @@ from par.datasets import load_labels
 from par.io import read_json
 from par.logs import job_log
 from par.provenance import provenance
-from par.streams import describe, prepare_task, task_from_json, task_normalisation, task_users, write_task
+from par.streams import describe, prepare_task, task_normalisation, task_users, write_task
+from par.tasks import task_from_json
 
 with job_log(snakemake.log[0]) as log:
     spec = snakemake.params.task

@@ -1,14 +1,13 @@
 """Rule search_cell: MDL search of a cell for one allocate-search task (SPEC §4)."""
 import torch
 
-from par.benchmarks import task_data
 from par.devices import acquire_device, describe
 from par.io import read_json, write_json
 from par.logs import job_log
 from par.mdl import SearchConfig, search_cell
 from par.provenance import provenance, read_provenance
 from par.reproducibility import job_seed, seed_everything
-from par.streams import task_from_json
+from par.tasks import task_data, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
