@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from par.cells import N_EDGES, PRIMITIVES, STEPS, Genotype, SuperNet
-from par.training import Batches, TrainConfig, evaluate
+from par.training import Batches, TrainConfig, fit
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,18 @@ class SearchConfig:
     n_layers: int = 4
     augment: bool = True
     factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (SPEC §4)
+    # The training augmentation and evaluation batch (config section training), set by the workflow.
+    crop_padding: int = 4
+    brightness: float = 63 / 255
+    eval_batch_size: int = 500
+
+    def train_config(self) -> TrainConfig:
+        """The supernet's training as a :class:`par.training.TrainConfig` (one
+        epoch per architecture sample, no early stopping)."""
+        return TrainConfig(epochs=self.sample_epochs, lr=self.lr, lr_min=self.lr_min, momentum=self.momentum,
+                           weight_decay=self.weight_decay, batch_size=self.batch_size, grad_clip=self.grad_clip,
+                           patience=None, augment=self.augment, crop_padding=self.crop_padding,
+                           brightness=self.brightness, eval_batch_size=self.eval_batch_size)
 
 
 @dataclass
@@ -145,7 +157,8 @@ def search_halves(train_images: torch.Tensor, train_labels: torch.Tensor, mean, 
     """Split a task's training set 50/50 at random into search-train and search-val (SPEC §4).
 
     The first ⌊n/2⌋ of a random permutation train the supernet (shuffled), the
-    rest score sampled architectures.  Both halves get the training augmentation
+    rest score sampled architectures (batches of ``config.eval_batch_size``).
+    Both halves get the training augmentation (``crop_padding``, ``brightness``)
     when ``config.augment`` (authors' code: both samplers read the training
     dataset with its transforms), drawn from ``generator``.
     Images: (n, H, W, 3) uint8; labels: (n,).  Returns (search-train, search-val).
@@ -153,12 +166,72 @@ def search_halves(train_images: torch.Tensor, train_labels: torch.Tensor, mean, 
     n = len(train_labels)
     perm = torch.randperm(n, generator=generator)
     fit_idx, val_idx = perm[: n // 2], perm[n // 2:]
-    train_cfg = TrainConfig(batch_size=config.batch_size, augment=config.augment)
+    train_cfg = config.train_config()
     fit_batches = Batches(train_images[fit_idx], train_labels[fit_idx], mean, std, config.batch_size, device,
                           shuffle=True, augment=config.augment, config=train_cfg, generator=generator)
-    val_batches = Batches(train_images[val_idx], train_labels[val_idx], mean, std, 500, device,
+    val_batches = Batches(train_images[val_idx], train_labels[val_idx], mean, std, config.eval_batch_size, device,
                           augment=config.augment, config=train_cfg, generator=generator)
     return fit_batches, val_batches
+
+
+class _Sampled(nn.Module):
+    """The supernet with the architecture sampled for the current epoch, callable
+    as ``model(x, task)`` (the task is ignored: the supernet has one head)."""
+
+    def __init__(self, net: SuperNet):
+        super().__init__()
+        self.net = net
+        self.normal: list[int] = []
+        self.reduce: list[int] = []
+
+    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        return self.net(x, self.normal, self.reduce)
+
+
+class MDLSearchHooks:
+    """The MDL search as hooks of :func:`par.training.fit` (paper Sec. 3.3; docs/methods.md).
+
+    ``before_epoch`` samples one operation per edge of both cells from the edge
+    distributions (``generator``); the epoch trains the supernet with that
+    architecture (plain cross-entropy); ``after_epoch`` takes the epoch's
+    search-val accuracy (fit's validation) and applies the MDL update to both
+    distributions, adding the samples and distributions to the history row.
+    """
+
+    early_stopping = False
+
+    def __init__(self, config: SearchConfig, generator: torch.Generator):
+        self.config = config
+        self.generator = generator
+        self.dists = {kind: EdgeDistributions.uniform() for kind in CELL_TYPES}
+        self.ops: dict[str, torch.Tensor] = {}
+
+    def parameters(self, model: _Sampled, task: int):
+        return model.parameters()
+
+    def set_mode(self, model: _Sampled, task: int) -> None:
+        model.train()
+
+    def before_epoch(self, model: _Sampled, task: int, epoch: int, n_batches: int) -> None:
+        self.ops = {kind: self.dists[kind].sample(self.generator) for kind in CELL_TYPES}
+        model.normal, model.reduce = self.ops["normal"].tolist(), self.ops["reduce"].tolist()
+
+    def loss(self, model: _Sampled, task: int, x: torch.Tensor, y: torch.Tensor):
+        logits = model(x, task)
+        return F.cross_entropy(logits, y), logits
+
+    def before_step(self, model: _Sampled, task: int) -> None:
+        pass
+
+    def after_step(self, model: _Sampled, task: int) -> None:
+        pass
+
+    def after_epoch(self, model: _Sampled, task: int, epoch: int, record: dict) -> None:
+        for kind in CELL_TYPES:
+            self.dists[kind].record(self.ops[kind], record["val_accuracy"])
+            self.dists[kind].update(self.config.lr_search, self.config.mdl_update)
+        record["sampled"] = {kind: [PRIMITIVES[i] for i in self.ops[kind].tolist()] for kind in CELL_TYPES}
+        record["p"] = {kind: self.dists[kind].p.tolist() for kind in CELL_TYPES}
 
 
 def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classes: int, mean, std,
@@ -167,62 +240,22 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
 
     train_images: (n, H, W, 3) uint8; train_labels: (n,) local labels.  The set
     is split 50/50 at random into search-train and search-val, both augmented
-    (:func:`search_halves`).  Each history
-    row records the sampled operations, the search-val accuracy and both edge
-    distributions after the update.  ``seed`` fixes the split, the supernet's
-    initial weights, the samples and the data order.
+    (:func:`search_halves`).  The supernet trains through the shared loop
+    :func:`par.training.fit` (``config.sample_epochs`` epochs, one sampled
+    architecture each, :class:`MDLSearchHooks`).  Each history row records
+    the epoch's training loss and accuracy, the search-val accuracy, the
+    sampled operations and both edge distributions after the update.
+    ``seed`` fixes the split, the supernet's initial weights, the samples and
+    the data order.
     """
     search_start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     fit_batches, val_batches = search_halves(train_images, train_labels, mean, std, config, device, generator)
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers,
                        factorized_reduce_bn=config.factorized_reduce_bn).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.sample_epochs, eta_min=config.lr_min)
-    dists = {kind: EdgeDistributions.uniform() for kind in CELL_TYPES}
-    history = []
-    for epoch in range(config.sample_epochs):
-        start = time.perf_counter()
-        ops = {kind: dists[kind].sample(generator) for kind in CELL_TYPES}
-        normal, reduce = ops["normal"].tolist(), ops["reduce"].tolist()
-        net.train()
-        total_loss, total = torch.zeros((), device=device), 0
-        for x, y in fit_batches:
-            loss = F.cross_entropy(net(x, normal, reduce), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-            optimizer.step()
-            total_loss += loss.detach() * len(y)
-            total += len(y)
-        total_loss = total_loss.item()
-        scheduler.step()
-        accuracy = evaluate(_Sampled(net, normal, reduce), 0, val_batches)
-        for kind in CELL_TYPES:
-            dists[kind].record(ops[kind], accuracy)
-            dists[kind].update(config.lr_search, config.mdl_update)
-        history.append({
-            "epoch": epoch, "train_loss": total_loss / max(1, total), "val_accuracy": accuracy,
-            "sampled": {kind: [PRIMITIVES[i] for i in ops[kind].tolist()] for kind in CELL_TYPES},
-            "p": {kind: dists[kind].p.tolist() for kind in CELL_TYPES},
-            "seconds": time.perf_counter() - start,
-        })
-        log.info("search epoch %d/%d  loss %.4f  search-val acc %.4f  (%.1f s)", epoch + 1, config.sample_epochs,
-                 history[-1]["train_loss"], accuracy, history[-1]["seconds"])
-    return SearchResult(derive_genotype(dists["normal"].p, dists["reduce"].p), history,
+    hooks = MDLSearchHooks(config, generator)
+    result = fit(_Sampled(net), 0, hooks, fit_batches, val_batches, config.train_config(), keep_best=False)
+    return SearchResult(derive_genotype(hooks.dists["normal"].p, hooks.dists["reduce"].p), result.history,
                         time.perf_counter() - search_start)
-
-
-class _Sampled(nn.Module):
-    """The supernet with a fixed sampled architecture, callable as ``model(x, task)``."""
-
-    def __init__(self, net: SuperNet, normal: list[int], reduce: list[int]):
-        super().__init__()
-        self.net, self.normal, self.reduce = net, normal, reduce
-
-    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        return self.net(x, self.normal, self.reduce)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from par.transforms import normalize  # noqa: F401  (shared with the extractor)
+from par.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class TrainConfig:
     crop_padding: int = 4
     brightness: float = 63 / 255
     eval_batch_size: int = 500
+    lr_min: float = 0.0              # floor of the cosine annealing (eta_min); the MDL search's lr_min
 
 
 def to_float_images(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -182,17 +183,21 @@ class FitResult:
 
 
 def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: Batches,
-        config: TrainConfig) -> FitResult:
+        config: TrainConfig, *, keep_best: bool = True) -> FitResult:
     """Train head ``task`` (and whatever ``hooks.parameters`` returns) on ``train``.
 
-    After each epoch the validation accuracy is measured; the model ends in the
-    state of the best epoch (first one on ties).  With ``hooks.early_stopping``
-    and ``config.patience``, training stops after ``patience`` epochs without
-    improvement (authors' ``lr_patience``).
+    SGD with momentum, cosine annealing from ``config.lr`` to ``config.lr_min``
+    over ``config.epochs``, gradient-norm clip ``config.grad_clip``.  After each
+    epoch the validation accuracy is measured; with ``keep_best`` the model ends
+    in the state of the best epoch (first one on ties), without it in the state
+    of the last epoch (the MDL search's supernet: only its edge distributions
+    matter, so no snapshot is copied).  With ``hooks.early_stopping`` and
+    ``config.patience``, training stops after ``patience`` epochs without
+    improvement (authors' ``lr_patience``; docs/methods.md).
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_min)
     best_acc, best_epoch, best_state = -1.0, -1, None
     history = []
     since_best = 0
@@ -225,7 +230,8 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, since_best = val_acc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            if keep_best:
+                best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1
         log.info("task %d epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f%s  (%.1f s)", task, epoch + 1,

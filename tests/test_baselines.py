@@ -266,3 +266,23 @@ def test_mas_alpha_state_has_constant_size(stream, cifar10_arrays):
         sizes.append(record["n_carried"] - 2 * record["n_params"])
         assert int(model.carry["n_tasks"]) == a["task"]
     assert sizes == [3, 3, 3]   # weight and centre per parameter, plus spread, harmonic, n_tasks
+
+
+def test_carried_importance_is_the_running_mean_over_the_chain():
+    """Ω carried after task t = (Ω̂_t + (t − 1) · Ω_{t−1}) / t (authors' ewc.py / mas.py), with
+    stubbed per-task estimates 3, 6, 9: after task 2 (6 + 3) / 2 = 4.5, after task 3
+    (9 + 2 · 4.5) / 3 = 6; a head added at task 2 has (9 + 2 · 3) / 3 = 5 after task 3."""
+    from par.learners.strategies import EWC
+
+    model = None
+    for t, value in ((1, 3.0), (2, 6.0), (3, 9.0)):
+        strategy = EWC()
+        strategy.estimate = lambda m, task, train, v=value: {n: torch.full_like(p, v) for n, p in m.named_parameters()}
+        model = strategy.prepare(model, {"kind": "light_resnet18", "width": 2}, t, 2, CPU)
+        model.carry = strategy.after_task(model, t, None)
+        if t == 2:
+            assert model.carry["importance.body.features.0.weight"].unique().tolist() == [4.5]
+            assert model.carry["importance.heads.2.weight"].unique().tolist() == [3.0]
+    assert model.carry["importance.body.features.0.weight"].unique().tolist() == [6.0]
+    assert model.carry["importance.heads.2.weight"].unique().tolist() == [5.0]
+    assert model.carry["importance.heads.3.weight"].unique().tolist() == [3.0]

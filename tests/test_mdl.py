@@ -119,3 +119,26 @@ def test_both_search_halves_get_the_training_augmentation(augment):
         assert (val_x == padding).any() and not torch.isclose(val_x, torch.tensor(plain)).all()
     else:
         torch.testing.assert_close(val_x, torch.full_like(val_x, plain))
+
+
+def test_search_updates_the_distributions_as_mdl_says(cifar10_arrays):
+    """Replays the history's samples and search-val accuracies through the MDL update by hand:
+    the distributions the search reports (and its genotype) must be those."""
+    from par.mdl import CELL_TYPES, derive_genotype
+
+    images = torch.from_numpy(cifar10_arrays.train_images[:64])
+    labels = torch.from_numpy(cifar10_arrays.train_labels[:64] % 2)
+    config = SearchConfig(sample_epochs=3, channels=4, n_layers=3, batch_size=16, lr_search=0.5)
+    result = search_cell(images, labels, 2, (0.5,) * 3, (0.25,) * 3, config, torch.device("cpu"), seed=1)
+    accuracies = [h["val_accuracy"] for h in result.history]
+    assert len(set(accuracies)) > 1, accuracies   # else no vote moves p: pick another seed
+    replay = {kind: EdgeDistributions.uniform() for kind in CELL_TYPES}
+    for row in result.history:
+        for kind in CELL_TYPES:
+            ops = torch.tensor([PRIMITIVES.index(op) for op in row["sampled"][kind]])
+            replay[kind].record(ops, row["val_accuracy"])
+            replay[kind].update(config.lr_search, config.mdl_update)
+            assert row["p"][kind] == replay[kind].p.tolist()
+    uniform = EdgeDistributions.uniform().p.tolist()
+    assert result.history[-1]["p"]["normal"] != uniform or result.history[-1]["p"]["reduce"] != uniform
+    assert result.genotype == derive_genotype(replay["normal"].p, replay["reduce"].p)

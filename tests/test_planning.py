@@ -106,6 +106,11 @@ def test_tiny_task_joins_a_group_ten_times_larger():
     assert without.strategy == ALLOCATE_SEARCH
     too_small_group = plan_tasks(d, [100, 20])[1]    # Q = 100 < 10 * 20
     assert too_small_group.strategy == ALLOCATE_SEARCH
+    # the bounds are inclusive (authors' code): n_train = 25 is tiny, Q = 10 * n is large enough
+    at_the_bounds = plan_tasks(d, [250, 25])[1]
+    assert (at_the_bounds.group, at_the_bounds.strategy) == (1, REGULARIZE_HEAD)
+    assert at_the_bounds.reason.startswith("tiny task")
+    assert plan_tasks(d, [260, 26])[1].strategy == ALLOCATE_SEARCH   # 26 is not tiny
 
 
 def test_fixed_darts_cell_needs_no_search():

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 import torchvision.transforms.v2.functional as TF
 
 from par.learners.strategies import Finetune, Regularize, RegularizeHead, lwf_soft_cross_entropy
@@ -159,3 +160,75 @@ def test_hooks_run_in_order_and_a_gradient_hook_acts_before_the_step(cifar10_arr
     for k, v in model.body.state_dict().items():
         if v.dtype.is_floating_point and "running" not in k:
             torch.testing.assert_close(v, body_before[k], msg=k)
+
+
+# ---- the best-validation snapshot and early stopping (issue 13's fault injection) ----------
+
+class _Bias(nn.Module):
+    """Logits [b, 0] for every image: validation accuracy on class-0 images is 1 while b > 0."""
+
+    def __init__(self, b: float):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(b))
+
+    def forward(self, x, task):
+        return torch.stack([self.b.expand(len(x)), torch.zeros(len(x))], 1)
+
+
+class _PushDown:
+    """Loss = b, so SGD (no momentum) moves b down by the epoch's learning rate each step."""
+
+    def __init__(self, early_stopping: bool):
+        self.early_stopping = early_stopping
+
+    def parameters(self, model, task):
+        return model.parameters()
+
+    def set_mode(self, model, task):
+        model.train()
+
+    def loss(self, model, task, x, y):
+        return model.b * 1.0, model(x, task)
+
+    def before_epoch(self, *args):
+        pass
+
+    def before_step(self, *args):
+        pass
+
+    def after_step(self, *args):
+        pass
+
+    def after_epoch(self, *args):
+        pass
+
+
+def _one_batch():
+    images = torch.zeros((2, 2, 2, 3), dtype=torch.uint8)
+    return Batches(images, torch.zeros(2, dtype=torch.long), (0.0,) * 3, (1.0,) * 3, 2, torch.device("cpu"))
+
+
+PUSH = dict(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=100.0, augment=False)
+
+
+def test_fit_ends_in_the_best_validation_state():
+    # Cosine lr over 3 epochs: 0.1, 0.075, 0.025 -> b = 0.15, then 0.05 (val acc 1), -0.025, -0.05 (acc 0).
+    model = _Bias(0.15)
+    result = fit(model, 1, _PushDown(False), _one_batch(), _one_batch(), TrainConfig(epochs=3, **PUSH))
+    assert [h["val_accuracy"] for h in result.history] == [1.0, 0.0, 0.0]
+    assert (result.best_epoch, result.best_val_accuracy, result.epochs_run) == (0, 1.0, 3)
+    assert model.b.item() == pytest.approx(0.05)            # epoch 0's state, not the last (-0.05)
+    last = _Bias(0.15)
+    fit(last, 1, _PushDown(False), _one_batch(), _one_batch(), TrainConfig(epochs=3, **PUSH), keep_best=False)
+    assert last.b.item() == pytest.approx(-0.05)
+
+
+def test_early_stopping_only_where_the_strategy_asks_for_it():
+    from par.learners.strategies import STRATEGIES
+
+    config = TrainConfig(epochs=3, patience=1, **PUSH)
+    stops = fit(_Bias(0.15), 1, _PushDown(True), _one_batch(), _one_batch(), config)
+    runs_on = fit(_Bias(0.15), 1, _PushDown(False), _one_batch(), _one_batch(), config)
+    assert (stops.epochs_run, runs_on.epochs_run) == (2, 3)   # epoch 1 is not better: stop after it
+    # SPEC §5: only tasks that allocate an expert stop early
+    assert {n for n, cls in STRATEGIES.items() if cls.early_stopping} == {"allocate-search", "allocate-reuse"}

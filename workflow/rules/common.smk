@@ -244,6 +244,15 @@ def learn_task_input(wildcards):
     return inputs
 
 
+def get_search_params(wildcards):
+    """The run's MDL search settings, with the expert's FactorizedReduce (SPEC §4) and
+    the training section's augmentation and evaluation batch, which the supernet's
+    training through par.training.fit shares."""
+    settings = RUNS[wildcards.run]
+    shared = {k: settings["training"][k] for k in ("crop_padding", "brightness", "eval_batch_size")}
+    return {**settings["search"], "factorized_reduce_bn": settings["expert"]["factorized_reduce_bn"], **shared}
+
+
 def training_params(wildcards):
     """The run's training settings that matter for this task's strategy."""
     settings = dict(RUNS[wildcards.run]["training"])

@@ -30,9 +30,7 @@ rule search_cell:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
         code=code_version("search_cell.py"),
-        # The supernet's FactorizedReduce follows the expert's (SPEC §4).
-        search=lambda w: {**RUNS[w.run]["search"],
-                          "factorized_reduce_bn": RUNS[w.run]["expert"]["factorized_reduce_bn"]},
+        search=get_search_params,
     threads: config["threads"]
     priority: planned_run_priority
     resources:
