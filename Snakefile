@@ -39,7 +39,6 @@ rule all_tables:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/relatedness.smk"
-include: "workflow/rules/relatedness_variants.smk"
 include: "workflow/rules/learning.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/paper.smk"

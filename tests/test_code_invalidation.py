@@ -273,7 +273,7 @@ def test_every_output_records_its_provenance(copied_run):
     learn = read_provenance(par_run / "states/task2.json")
     assignment = learn["config"]["assignment"]
     assert (assignment["task"], assignment["strategy"], assignment["predecessor"]) == (2, "regularize", 1)
-    assert learn["config"]["training"]["epochs"] == 1 and learn["config"]["strategy"]["lwf"]["lambda"] == 1.0
+    assert learn["config"]["training"]["epochs"] == 1 and learn["config"]["strategy"]["options"]["lambda"] == 1.0
     assert learn["upstream"]["code_hash"] == [script_hash["prepare_stream"]]
     first = read_provenance(par_run / "states/task1.json")  # reads the searched cell
     assert first["upstream"]["code_hash"] == sorted({script_hash["prepare_stream"], script_hash["search_cell"]})

@@ -97,9 +97,6 @@ def mas_importance(model: nn.Module, task: int, batches: Batches, batch_size: in
                                per_images=True)
 
 
-IMPORTANCE_ESTIMATES = ("authors", "aljundi")
-
-
 def running_mean(previous: Importance, new: Importance, n_previous: int) -> Importance:
     """(new + previous · n) / (n + 1) per parameter, the authors' merge of the
     per-task Fisher / MAS estimates (``ewc.py``/``mas.py``: ``(F_t + F_old·t)/(t+1)``).

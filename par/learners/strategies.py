@@ -181,7 +181,11 @@ class Regularize(Strategy):
     loss = CE(new head) + λ · Σ_old softCE(student, teacher), temperature T.
     Only the expert (body) and the new head train; the old heads are frozen
     (authors' ``requires_grad_task``): no gradient, weight decay or momentum.
+    λ and T come from the config section ``lwf`` (not the LwF baseline's ``lwf_baseline``).
     """
+
+    config_section = "lwf"
+    config_keys = {"lambda": "lwf_lambda", "temperature": "lwf_temperature"}
 
     def __init__(self, lwf_lambda: float = 1.0, lwf_temperature: float = 2.0):
         self.lwf_lambda = lwf_lambda

@@ -1,7 +1,6 @@
 """Learning one task of a chain: the body of a learn-task job."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -45,8 +44,6 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     t = assignment["task"]
     task = stream.task(t)
     strategy = get_strategy(assignment["strategy"], **(strategy_options or {}).get(assignment["strategy"], {}))
-    if not strategy.early_stopping:
-        train_config = dataclasses.replace(train_config, patience=None)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -107,15 +107,15 @@ wildcard_constraints:
     seed=r"\d+",
     run="|".join(map(re.escape, RUNS)),
     task=r"[1-9]\d*",
-    variant="|".join(map(re.escape, RELATEDNESS_VARIANTS)) or "no-variant",
-    split="val|train",
+    split_folder="(split-(val|train)/)?",
+    variant_folder="(variants/(" + ("|".join(map(re.escape, RELATEDNESS_VARIANTS)) or "no-variant") + ")/)?",
 
 
 def n_tasks(bench):
     return STREAMS[bench].n_tasks
 
 
-def task_spec(wildcards):
+def get_task_spec(wildcards):
     """The resolved spec of task ``wildcards.task`` (its params: a task's own entry only)."""
     tasks = stream_tasks(wildcards.bench, wildcards.seed)
     task = int(wildcards.task)
@@ -128,45 +128,65 @@ def dataset_images(dataset):
     return results(f"data/{dataset}/images.h5")
 
 
-def images_path(wildcards):
+def get_images_path(wildcards):
     """images.h5 of the dataset of task ``wildcards.task`` (only that one)."""
-    return dataset_images(task_spec(wildcards)["dataset"])
+    return dataset_images(get_task_spec(wildcards)["dataset"])
 
 
 def task_path(bench, seed, task):
     return results(f"data/{bench}/seed{seed}/task{task}.json")
 
 
-def task_json(wildcards):
+def get_task_json(wildcards):
     return task_path(wildcards.bench, wildcards.seed, wildcards.task)
 
 
-def prepare_task_input(wildcards):
+def get_prepare_task_input(wildcards):
     """The task's dataset and the prepared tasks it refers to (same_as)."""
-    spec = task_spec(wildcards)
+    spec = get_task_spec(wildcards)
     return {"images": dataset_images(spec["dataset"]),
             "earlier": [task_path(wildcards.bench, wildcards.seed, j) for j in task_dependencies(spec)]}
 
 
-def all_task_jsons(wildcards):
+def get_all_task_jsons(wildcards):
     return [task_path(wildcards.bench, wildcards.seed, t) for t in range(1, n_tasks(wildcards.bench) + 1)]
 
 
-def task_features(wildcards):
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
-
-
-def task_prototypes(wildcards):
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/prototypes/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
-
-
-def run_distances(wildcards):
+def get_run_distances(wildcards):
     """The distances a run plans from: the default file, or its relatedness variant's."""
     variant = RUN_RELATEDNESS[wildcards.run]
-    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
-    return results(f"{folder}/distances.parquet" if variant is None else f"{folder}/variants/{variant}/distances.parquet")
+    folder = "" if variant is None else f"variants/{variant}/"
+    return results(f"relatedness/{wildcards.bench}/seed{wildcards.seed}/{folder}distances.parquet")
+
+
+def get_relatedness(wildcards):
+    """The relatedness settings of a distances job: the global ones, or its variant's."""
+    folder = wildcards.variant_folder
+    return config["relatedness"] if not folder else RELATEDNESS_VARIANTS[folder[len("variants/"):-1]]
+
+
+def get_feature_split(wildcards):
+    """The split an extract_features job reads: the global distance split, or its folder's."""
+    folder = wildcards.split_folder
+    return config["relatedness"]["distance_split"] if not folder else folder[len("split-"):-1]
+
+
+def _split_folder(wildcards):
+    split = get_relatedness(wildcards)["distance_split"]
+    return "" if split == config["relatedness"]["distance_split"] else f"split-{split}/"
+
+
+def get_variant_features(wildcards):
+    """Features of every task in the distances job's split (the default files for the global split)."""
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/{_split_folder(wildcards)}task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
+
+
+def get_variant_prototypes(wildcards):
+    """Prototypes of every task in the distances job's split."""
+    folder = _split_folder(wildcards)
+    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/{folder}prototypes/task{t}.h5")
+            for t in range(1, n_tasks(wildcards.bench) + 1)]
 
 
 def run_dir(wildcards):
@@ -188,12 +208,12 @@ def code_version(script):
     return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
-def gpu_request(wildcards):
+def get_gpu_request(wildcards):
     """1 GPU per compute job, unless the config pins the CPU."""
     return 0 if config["device"] == "cpu" else 1
 
 
-def planned_run_priority(wildcards):
+def get_priority(wildcards):
     """Jobs of runs that follow a plan (PAR) start before the baselines' when both
     are ready: PAR's experts are the slowest learn jobs and each task group is a
     chain of them, so on few cores a baseline started first leaves that chain
@@ -209,30 +229,30 @@ def _read_plan(path, mtime):
     return [TaskDecision.from_json(d) for d in read_json(path)["tasks"]]
 
 
-def plan_decisions(wildcards):
+def get_plan_decisions(wildcards):
     """The run's plan (list of TaskDecision), once the checkpoint has run."""
     path = checkpoints.plan.get(bench=wildcards.bench, seed=wildcards.seed, run=wildcards.run).output.plan
     return _read_plan(path, Path(path).stat().st_mtime_ns)
 
 
-def assignments(wildcards):
+def get_assignments(wildcards):
     """Every task's assignment in this run (see par.learners.methods)."""
     method = get_method(RUNS[wildcards.run]["method"])
-    plan = plan_decisions(wildcards) if method.needs_plan else None
+    plan = get_plan_decisions(wildcards) if method.needs_plan else None
     return method.assignments(n_tasks(wildcards.bench), plan)
 
 
-def assignment(wildcards):
+def get_assignment(wildcards):
     task = int(wildcards.task)
     if task > n_tasks(wildcards.bench):
         raise WorkflowError(f"{wildcards.bench} has {n_tasks(wildcards.bench)} tasks; task {task} does not exist")
-    return assignments(wildcards)[task - 1]
+    return get_assignments(wildcards)[task - 1]
 
 
-def learn_task_input(wildcards):
+def get_learn_task_input(wildcards):
     """The prepared tasks it trains and tests on (the group's tasks), their datasets'
     images, the predecessor's state and the cell file, as the plan says."""
-    a = assignment(wildcards)
+    a = get_assignment(wildcards)
     tasks = stream_tasks(wildcards.bench, wildcards.seed)
     tested = sorted(set(a["group_tasks"]) | {a["task"]})
     inputs = {"images": sorted({dataset_images(tasks[u - 1]["dataset"]) for u in tested}),
@@ -253,23 +273,24 @@ def get_search_params(wildcards):
     return {**settings["search"], "factorized_reduce_bn": settings["expert"]["factorized_reduce_bn"], **shared}
 
 
-def training_params(wildcards):
-    """The run's training settings that matter for this task's strategy."""
+def get_training_params(wildcards):
+    """The run's training settings that matter for this task's strategy: patience
+    only where the strategy stops early (par.training.fit reads Strategy.early_stopping;
+    leaving it out here keeps a change of patience from rerunning the other tasks)."""
     settings = dict(RUNS[wildcards.run]["training"])
-    if not STRATEGIES[assignment(wildcards)["strategy"]].early_stopping:
+    if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
         settings.pop("patience")
     return settings
 
 
-def strategy_params(wildcards):
-    """Fresh-body spec, LwF settings and the strategy's own config section (its
-    keys the task uses: without a predecessor, only those of the after-task
-    hook), only where the strategy uses them."""
-    a = assignment(wildcards)
+def get_strategy_params(wildcards):
+    """Fresh-body spec and the strategy's own config section (its keys the task
+    uses: without a predecessor, only those of the after-task hook), only where
+    the strategy uses them."""
+    a = get_assignment(wildcards)
     strategy = a["strategy"]
     params = {
         "body": body_spec(wildcards) if STRATEGIES[strategy].fresh_body or a["predecessor"] is None else None,
-        "lwf": RUNS[wildcards.run]["lwf"] if strategy == "regularize" else None,
     }
     if STRATEGIES[strategy].config_section is not None:
         params["options"] = strategy_section(STRATEGIES[strategy], a, RUNS[wildcards.run])
@@ -290,13 +311,13 @@ def body_spec(wildcards):
     return {"kind": "light_resnet18", **settings["backbone"]}
 
 
-def run_outputs(wildcards):
+def get_run_outputs(wildcards):
     """Learn-task records of every task, and for PAR the plan and searched cells."""
     files = {"records": [f"{run_dir(wildcards)}/states/task{t}.json" for t in range(1, n_tasks(wildcards.bench) + 1)]}
     if get_method(RUNS[wildcards.run]["method"]).needs_plan:
         files["plan"] = f"{run_dir(wildcards)}/plan.json"
         files["cells"] = [f"{run_dir(wildcards)}/cells/task{d.task}.json"
-                          for d in plan_decisions(wildcards) if d.searches_cell]
+                          for d in get_plan_decisions(wildcards) if d.searches_cell]
     return files
 
 

@@ -1,5 +1,5 @@
 """Lookups of the paper targets (paper.smk) and of relatedness variants
-(relatedness_variants.smk): which runs, benchmarks and files each needs."""
+(relatedness.smk's variant folders): which runs, benchmarks and files each needs."""
 from par.ablations import selected_switches, sweep_run, switch_status
 from par.targets import TABLE_TITLES, target_rows
 
@@ -73,28 +73,3 @@ PAPER_OUTPUTS = {
     **{f"fig{n}": [results(f"figures/fig{n}.png")] for n in (3, 4, 5, 6)},
     "ablation": [results(f"tables/ablation_switches.{ext}") for ext in ("parquet", "md", "html")],
 }
-
-
-# ---- relatedness variants ---------------------------------------------------------------
-
-def _global_split(wildcards):
-    return RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"] == config["relatedness"]["distance_split"]
-
-
-def variant_features(wildcards):
-    """The variant's features: the default files for the global split, else its own split's."""
-    split = RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"]
-    if _global_split(wildcards):
-        return task_features(wildcards)
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/split-{split}/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
-
-
-def variant_prototypes(wildcards):
-    """The default prototypes for the global split, else the variant's own."""
-    folder = f"relatedness/{wildcards.bench}/seed{wildcards.seed}"
-    if _global_split(wildcards):
-        return task_prototypes(wildcards)
-    split = RELATEDNESS_VARIANTS[wildcards.variant]["distance_split"]
-    return [results(f"features/{wildcards.bench}/seed{wildcards.seed}/split-{split}/prototypes/task{t}.h5")
-            for t in range(1, n_tasks(wildcards.bench) + 1)]

@@ -25,11 +25,11 @@ rule prepare_stream:
     and transforms (SPEC §8). Per task, so that appending a task to a stream leaves
     the earlier tasks' files (and everything computed from them) as they are."""
     input:
-        unpack(prepare_task_input),
+        unpack(get_prepare_task_input),
     output:
         results("data/{bench}/seed{seed}/task{task}.json"),
     params:
-        task=task_spec,
+        task=get_task_spec,
         code=code_version("prepare_stream.py"),
         stream=config["stream"],
     log:

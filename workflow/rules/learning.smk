@@ -2,8 +2,8 @@
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
     input:
-        distances=run_distances,
-        tasks=all_task_jsons,
+        distances=get_run_distances,
+        tasks=get_all_task_jsons,
     output:
         plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
     params:
@@ -24,17 +24,17 @@ checkpoint plan:
 rule search_cell:
     """MDL search of a cell for an allocate-search task (SPEC §4)."""
     input:
-        images=images_path,
-        task=task_json,
+        images=get_images_path,
+        task=get_task_json,
     output:
         results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
     params:
         code=code_version("search_cell.py"),
         search=get_search_params,
     threads: config["threads"]
-    priority: planned_run_priority
+    priority: get_priority
     resources:
-        gpu=gpu_request,
+        gpu=get_gpu_request,
         mem_mb=mem_mb_per_attempt(8000),
         runtime=240,
     log:
@@ -50,19 +50,19 @@ rule search_cell:
 rule learn_task:
     """Learn one task from its predecessor's state and test the new state (SPEC §5, §7)."""
     input:
-        unpack(learn_task_input),
+        unpack(get_learn_task_input),
     output:
         state=results("runs/{bench}/seed{seed}/{run}/states/task{task}.pt"),
         record=results("runs/{bench}/seed{seed}/{run}/states/task{task}.json"),
     params:
         code=code_version("learn_task.py"),
-        assignment=assignment,
-        training=training_params,
-        strategy=strategy_params,
+        assignment=get_assignment,
+        training=get_training_params,
+        strategy=get_strategy_params,
     threads: config["threads"]
-    priority: planned_run_priority
+    priority: get_priority
     resources:
-        gpu=gpu_request,
+        gpu=get_gpu_request,
         mem_mb=mem_mb_per_attempt(8000),
         runtime=360,
     log:

@@ -1,27 +1,32 @@
-"""Frozen-extractor features, class prototypes and the Nearest-Prototype KL matrix."""
+"""Frozen-extractor features, class prototypes and the Nearest-Prototype KL matrix.
+
+One rule per stage, for the global `relatedness` settings and for a run whose
+settings differ (the switch ablation of SPEC §1-2): the wildcard `split_folder`
+is empty for the global distance split or `split-<split>/`, and `variant_folder`
+is empty for the global settings or `variants/<variant>/` (par.config.relatedness_variant)."""
 
 
 rule extract_features:
     """ResNet18 features (n, 512) of one task's distance split (SPEC §1)."""
     input:
-        images=images_path,
-        task=task_json,
+        images=get_images_path,
+        task=get_task_json,
     output:
-        results("features/{bench}/seed{seed}/task{task}.h5"),
+        results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
     params:
         code=code_version("extract_features.py"),
         weights=config["extractor"]["weights"],
         weights_seed=config["extractor"]["seed"],
-        split=config["relatedness"]["distance_split"],
+        split=get_feature_split,
     threads: config["threads"]
     resources:
-        gpu=gpu_request,
+        gpu=get_gpu_request,
         mem_mb=mem_mb_per_attempt(4000),
         runtime=30,
     log:
-        results("logs/extract_features/{bench}/seed{seed}/task{task}.log"),
+        results("logs/extract_features/{bench}/seed{seed}/{split_folder}task{task}.log"),
     benchmark:
-        results("benchmarks/extract_features/{bench}/seed{seed}/task{task}.tsv")
+        results("benchmarks/extract_features/{bench}/seed{seed}/{split_folder}task{task}.tsv")
     conda:
         "../envs/par.yaml"
     script:
@@ -31,13 +36,13 @@ rule extract_features:
 rule prototypes:
     """Class prototypes (class means of the features) of one task (Eq. 2)."""
     input:
-        results("features/{bench}/seed{seed}/task{task}.h5"),
+        results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
     output:
-        results("features/{bench}/seed{seed}/prototypes/task{task}.h5"),
+        results("features/{bench}/seed{seed}/{split_folder}prototypes/task{task}.h5"),
     params:
         code=code_version("prototypes.py"),
     log:
-        results("logs/prototypes/{bench}/seed{seed}/task{task}.log"),
+        results("logs/prototypes/{bench}/seed{seed}/{split_folder}task{task}.log"),
     resources:
         mem_mb=2000,
         runtime=10,
@@ -50,17 +55,17 @@ rule prototypes:
 rule distances:
     """KL(q_i || q_j) for every pair of tasks (Eq. 4), as Parquet and a heatmap."""
     input:
-        features=task_features,
-        prototypes=task_prototypes,
+        features=get_variant_features,
+        prototypes=get_variant_prototypes,
     output:
-        table=results("relatedness/{bench}/seed{seed}/distances.parquet"),
-        heatmap=results("relatedness/{bench}/seed{seed}/distances.png"),
+        table=results("relatedness/{bench}/seed{seed}/{variant_folder}distances.parquet"),
+        heatmap=results("relatedness/{bench}/seed{seed}/{variant_folder}distances.png"),
     params:
         code=code_version("distances.py"),
-        clamp_per_class=config["relatedness"]["clamp_per_class"],
-        epsilon=config["relatedness"]["epsilon"],
+        clamp_per_class=lambda w: get_relatedness(w)["clamp_per_class"],
+        epsilon=lambda w: get_relatedness(w)["epsilon"],
     log:
-        results("logs/distances/{bench}/seed{seed}.log"),
+        results("logs/distances/{bench}/seed{seed}/{variant_folder}distances.log"),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -4,7 +4,7 @@
 rule metrics:
     """r[t][u], AP, AF, M and T of one run (SPEC §6)."""
     input:
-        unpack(run_outputs),
+        unpack(get_run_outputs),
     output:
         metrics=results("runs/{bench}/seed{seed}/{run}/metrics.parquet"),
         accuracy=results("runs/{bench}/seed{seed}/{run}/accuracy_matrix.parquet"),

@@ -26,11 +26,9 @@ with job_log(snakemake.log[0]) as log:
         cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
         body = {**body, "genotype": genotype_json(assignment["genotype_source"], cell)}
     train_config = TrainConfig(**snakemake.params.training)
-    options = {"regularize": {"lwf_lambda": strategy["lwf"]["lambda"],
-                              "lwf_temperature": strategy["lwf"]["temperature"]}} if strategy["lwf"] else {}
-    if "options" in strategy:
-        name = assignment["strategy"]
-        options[name] = STRATEGIES[name].options_from_config(strategy["options"])
+    # The strategy's own config section (Strategy.config_section), keys renamed by the strategy.
+    name = assignment["strategy"]
+    options = {name: STRATEGIES[name].options_from_config(strategy["options"])} if "options" in strategy else {}
     # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
     images = {Path(p).parent.name: p for p in snakemake.input.images}
     with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
