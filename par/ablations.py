@@ -1,5 +1,5 @@
 """Runs the paper's ablations need, generated from the config (Table 5, Fig. 3–4,
-and the paper-vs-code switches of SPEC).
+and the paper-vs-code switches of docs/spec.md).
 
 Each generated run is a raw run entry, ``{"method": "par", <section>: {overrides}}``,
 exactly as a user would write it under ``runs:``; :func:`par.config.run_settings`
@@ -34,7 +34,7 @@ TABLE5_RUNS: dict[str, tuple[str, dict]] = {
 
 @dataclass(frozen=True)
 class Switch:
-    """One paper-vs-code difference of SPEC: ``section.key`` set to ``value``, its
+    """One paper-vs-code difference of docs/spec.md: ``section.key`` set to ``value``, its
     non-default value (mostly the paper text's variant; the defaults follow the
     authors' code, except ``zero_is_far``, whose quirk is off by default)."""
 
@@ -53,9 +53,9 @@ class Switch:
         return f"switch-{self.key}-{str(self.value).lower()}"
 
 
-# Every switch of SPEC, at its non-default value (SPEC §1–§4).
+# Every switch of SPEC, at its non-default value (docs/spec.md §1–§4).
 SWITCHES: tuple[Switch, ...] = (
-    Switch("relatedness", "distance_split", "train", "prototypes and distances from the train split (SPEC §1)"),
+    Switch("relatedness", "distance_split", "train", "prototypes and distances from the train split (docs/spec.md §1)"),
     Switch("relatedness", "clamp_per_class", False, "no clamping of k_c at 0 (Eq. 4 as printed)"),
     Switch("relatedness", "zero_is_far", True, "authors' quirk: KL = 0 becomes 1"),
     Switch("planning", "relatedness_map", "per_group", "Eq. 6 applied to the group mean (paper order)"),
@@ -114,7 +114,7 @@ def switch_runs(names: list[str], config: dict) -> dict[str, dict]:
 
 def selected_switches(names: list[str]) -> list[Switch]:
     """The switches named ``section.key`` in ``names`` (every value of each);
-    ConfigError for a name that is not a switch of SPEC."""
+    ConfigError for a name that is not a switch of docs/spec.md."""
     known = {s.name for s in SWITCHES}
     unknown = sorted(set(names) - known)
     if unknown:

@@ -1,4 +1,4 @@
-"""The cell search space and the experts built from it (paper Sec. 3.3; SPEC §4).
+"""The cell search space and the experts built from it (paper Sec. 3.3; docs/spec.md §4).
 
 A cell is a DARTS-style DAG: two input nodes (outputs of the two previous
 cells), four intermediate nodes, each fed by two of its predecessors, and an
@@ -66,7 +66,7 @@ class FactorizedReduce(nn.Module):
 
     (n, c_in, H, W) → (n, c_out, ⌈H/2⌉, ⌈W/2⌉).  The BatchNorm is always built (its
     affine parameters count in M), but applied only with ``apply_bn``: the
-    authors' code comments it out of ``forward`` (SPEC §4, default False);
+    authors' code comments it out of ``forward`` (docs/spec.md §4, default False);
     DARTS applies it (``expert.factorized_reduce_bn: true``).
     """
 
@@ -143,7 +143,7 @@ DARTS_V2 = Genotype(
 
 
 def reduction_layers(n_layers: int) -> set[int]:
-    """Indices of reduction cells: L//3 and 2L//3 (SPEC §4)."""
+    """Indices of reduction cells: L//3 and 2L//3 (docs/spec.md §4)."""
     return {n_layers // 3, 2 * n_layers // 3}
 
 
@@ -212,7 +212,7 @@ class Expert(_CellStack):
     """A task group's expert: stem, ``n_layers`` cells of ``genotype``, global pool.
 
     ``forward``: (n, in_channels, H, W) → (n, out_features) with out_features = 4·channels.
-    Defaults are the paper's (C = 64, L = 4, stem 3C; SPEC §4);
+    Defaults are the paper's (C = 64, L = 4, stem 3C; docs/spec.md §4);
     ``factorized_reduce_bn`` see :class:`FactorizedReduce`.
     """
 

@@ -1,4 +1,4 @@
-"""Seeded class orders and validation draws of the paper's benchmarks (docs/streams.md).
+"""Seeded class orders and validation draws of the paper's benchmarks (docs/spec.md §8).
 
 The stream specs (``par/data/streams/*.yaml``) name these orders as
 ``classes: {order: <name>, size: k}``: task t's classes are the t-th chunk of k
@@ -39,7 +39,7 @@ def cifar100_class_order(seed: int, n_train_images: int = 50000, n_classes: int 
 def cifar100_validation_split(train_labels: np.ndarray, seed: int, val_fraction: float = 0.1,
                               max_per_class: int | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per class, (validation, train) indices into the train split, as the authors'
-    ``_split_per_class`` draws them (src/dataloaders/cifar100.py; docs/streams.md).
+    ``_split_per_class`` draws them (src/dataloaders/cifar100.py; docs/spec.md §8).
 
     ``RandomState(seed).permutation(n)`` orders all n train images (the draw that
     precedes :func:`cifar100_class_order`); a class's images in that order, the

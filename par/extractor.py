@@ -1,4 +1,4 @@
-"""The frozen relatedness extractor (SPEC §1).
+"""The frozen relatedness extractor (docs/spec.md §1).
 
 torchvision's ``resnet18`` up to and including global average pooling: each
 image becomes a 512-d float32 vector.  It sees images at native resolution
@@ -116,7 +116,7 @@ def extract_features(model: nn.Module, images: np.ndarray, mean, std, *,
     """Features of ``images`` (n, H, W, 3) uint8 → (n, 512) float32.
 
     Images are scaled to [0, 1] and normalised with ``mean``/``std`` (3,), at
-    native resolution (SPEC §1: no resize, no L2 normalisation).
+    native resolution (docs/spec.md §1: no resize, no L2 normalisation).
     """
     model = model.to(device)
     out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)

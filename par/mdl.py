@@ -1,4 +1,4 @@
-"""MDL cell search (MdeNAS, Zheng et al. ICCV 2019) as PAR uses it (paper Sec. 3.3; SPEC §4).
+"""MDL cell search (MdeNAS, Zheng et al. ICCV 2019) as PAR uses it (paper Sec. 3.3; docs/spec.md §4).
 
 Each edge of the normal and the reduction cell carries a multinomial
 distribution p over the six operations.  Every sample epoch draws one
@@ -71,7 +71,7 @@ class EdgeDistributions:
     def update(self, lr: float, mode: str = "probs") -> None:
         """Apply the MDL update with step ``lr``.
 
-        ``probs`` (authors' code, SPEC default): p ← softmax(p + lr·(v1 − v2)), so
+        ``probs`` (authors' code, the default): p ← softmax(p + lr·(v1 − v2)), so
         p stays close to uniform.  ``logits`` (MdeNAS paper): θ ← θ + lr·(v1 − v2),
         p = softmax(θ).  Raises ValueError on another mode.
         """
@@ -86,7 +86,7 @@ class EdgeDistributions:
 
 
 def derive_cell(p: torch.Tensor) -> tuple[tuple[str, int], ...]:
-    """Discrete cell from edge probabilities p (14, 6) (SPEC §4).
+    """Discrete cell from edge probabilities p (14, 6) (docs/spec.md §4).
 
     Per edge the most probable operation other than ``none``; per intermediate
     node the two incoming edges whose chosen operation is most probable.  Ties
@@ -126,7 +126,7 @@ class SearchConfig:
     channels: int = 64
     n_layers: int = 4
     augment: bool = True
-    factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (SPEC §4)
+    factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (docs/spec.md §4)
     # The training augmentation and evaluation batch (config section training), set by the workflow.
     crop_padding: int = 4
     brightness: float = 63 / 255
@@ -154,7 +154,7 @@ class SearchResult:
 
 def search_halves(train_images: torch.Tensor, train_labels: torch.Tensor, mean, std, config: SearchConfig,
                   device: torch.device, generator: torch.Generator) -> tuple[Batches, Batches]:
-    """Split a task's training set 50/50 at random into search-train and search-val (SPEC §4).
+    """Split a task's training set 50/50 at random into search-train and search-val (docs/spec.md §4).
 
     The first ⌊n/2⌋ of a random permutation train the supernet (shuffled), the
     rest score sampled architectures (batches of ``config.eval_batch_size``).
@@ -189,7 +189,7 @@ class _Sampled(nn.Module):
 
 
 class MDLSearchHooks:
-    """The MDL search as hooks of :func:`par.training.fit` (paper Sec. 3.3; docs/methods.md).
+    """The MDL search as hooks of :func:`par.training.fit` (paper Sec. 3.3; docs/spec.md §4).
 
     ``before_epoch`` samples one operation per edge of both cells from the edge
     distributions (``generator``); the epoch trains the supernet with that
@@ -236,7 +236,7 @@ class MDLSearchHooks:
 
 def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classes: int, mean, std,
                 config: SearchConfig, device: torch.device, seed: int = 0) -> SearchResult:
-    """Search a cell for one task by MDL (SPEC §4).
+    """Search a cell for one task by MDL (docs/spec.md §4).
 
     train_images: (n, H, W, 3) uint8; train_labels: (n,) local labels.  The set
     is split 50/50 at random into search-train and search-val, both augmented

@@ -1,4 +1,4 @@
-"""Accuracy matrix, AP, AF, parameter count and time of one run (paper Sec. 4.1, Eq. 11; SPEC §6)."""
+"""Accuracy matrix, AP, AF, parameter count and time of one run (paper Sec. 4.1, Eq. 11; docs/spec.md §6)."""
 from __future__ import annotations
 
 import numpy as np

@@ -6,7 +6,7 @@ rebuilt without the code that created it:
 - ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3,
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.cells.Expert`);
-- ``{"kind": "light_resnet18", "width": 64}`` (baselines, SPEC §7).
+- ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ STATE_FORMAT = 1
 
 
 class LightResNet18(nn.Module):
-    """The light ResNet18 of MNTDP (SPEC §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
+    """The light ResNet18 of MNTDP (docs/spec.md §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
     4 stages × 2 torchvision BasicBlocks, all ``width`` channels, strides 1/2/2/2,
     global average pool → (n, width).  ≈ 0.606 M parameters at width 64."""
 
@@ -99,7 +99,7 @@ class MultiHeadModel(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable-kind parameters (BatchNorm running statistics are
-    buffers and not counted; SPEC §6)."""
+    buffers and not counted; docs/spec.md §6)."""
     return sum(p.numel() for p in module.parameters())
 
 

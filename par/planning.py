@@ -1,4 +1,4 @@
-"""Task groups and a learning strategy per task (paper Sec. 3.1–3.3, Eq. 5–6; SPEC §3).
+"""Task groups and a learning strategy per task (paper Sec. 3.1–3.3, Eq. 5–6; docs/spec.md §3).
 
 The plan depends only on the distance matrix and the training-set sizes, so it
 is known before any training; this is what lets the workflow train groups in
@@ -10,7 +10,7 @@ parallel.  Strategies:
 - ``regularize``: join the nearest group, learn with LwF distillation;
 - ``regularize-head``: join the nearest group, train only the new head.
 
-Two variants of SPEC are switches here: the order of Eq. 5 and Eq. 6
+Two variants of docs/spec.md §3 are switches here: the order of Eq. 5 and Eq. 6
 (``relatedness_map``) and the coarse level of the hierarchical search
 (``coarse_search``: the β threshold of the authors' code, or a seeded draw
 among the existing experts' cells and the unknown cell, paper Sec. 3.3).
@@ -46,7 +46,7 @@ def group_score(kl: np.ndarray, *, relatedness_map: str = "per_pair", group_dist
 
     kl: (|G_g|,) estimates ≥ 0.  ``relatedness_map``:
 
-    - ``per_pair`` (authors' code, SPEC §3 default): map every pair by Eq. 6,
+    - ``per_pair`` (authors' code, docs/spec.md §3 default): map every pair by Eq. 6,
       then combine over the group (``group_distance``: mean, min or max);
       with ``zero_is_far`` a mapped value of exactly 0 becomes 1.
     - ``per_group`` (paper text): combine the raw estimates (Eq. 5), then map
@@ -143,7 +143,7 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
                cell_search: str = "mdl", relatedness_map: str = "per_pair", zero_is_far: bool = False,
                coarse_search: str = "threshold", coarse_temperature: float = 0.1,
                seed: int = 0, regularize: bool = True, reuse_cells: bool = True) -> list[TaskDecision]:
-    """Decide group and strategy of every task (SPEC §3).
+    """Decide group and strategy of every task (docs/spec.md §3).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Task relatedness by the Nearest-Prototype KL estimate (paper Sec. 3.1, Eq. 2–4; SPEC §2).
+"""Task relatedness by the Nearest-Prototype KL estimate (paper Sec. 3.1, Eq. 2–4; docs/spec.md §2).
 
 For a new task i and an earlier task j, only task i's features and task j's
 class prototypes are needed:
@@ -62,7 +62,7 @@ def nearest_prototype_kl(features: np.ndarray, labels: np.ndarray, own_prototype
                          epsilon: float = DISTANCE_EPSILON) -> float:
     """KL̂(q_i‖q_j) of Eq. 4: the sum over the new task's classes of k_c.
 
-    ``clamp_per_class`` clamps each k_c at 0 (authors' code, SPEC §2 default).
+    ``clamp_per_class`` clamps each k_c at 0 (authors' code, docs/spec.md §2 default).
     The authors' quirk that turns an estimate of 0 into 1 belongs to the plan
     (:func:`par.planning.group_score`, ``zero_is_far``), since their code applies
     it after Eq. 6.  Shapes as in :func:`per_class_log_ratios`.

@@ -41,12 +41,12 @@ SCHEMA_PATH = SPEC_DIR / "stream.schema.yaml"
 # Purposes of the per-task generators default_rng([seed, task, purpose]).
 _DATASET, _SIZES, _CLASSES, _SAMPLES, _LABELS, _ORDER = range(6)
 
-# Normalisation constants by name (SPEC §8): dataset normalisation of the paper's benchmarks.
+# Normalisation constants by name (docs/spec.md §8): dataset normalisation of the paper's benchmarks.
 NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    # the authors' loaders (src/dataloaders/cifar10.py); SPEC §8 for CIFAR-100
+    # the authors' loaders (src/dataloaders/cifar10.py); docs/spec.md §8 for CIFAR-100
     "cifar10": (tuple(x / 255 for x in (125.3, 123.0, 113.9)), tuple(x / 255 for x in (63.0, 62.1, 66.7))),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
-    # torchvision's ImageNet constants (MiniImageNet, SPEC §8)
+    # torchvision's ImageNet constants (MiniImageNet, docs/spec.md §8)
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
@@ -252,7 +252,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
 
     Per class c of the task (dataset class ids, local label = position):
 
-    - ``split.kind = fraction`` (CIFAR, SPEC §8): c's train images, shuffled with the
+    - ``split.kind = fraction`` (CIFAR, docs/spec.md §8): c's train images, shuffled with the
       task's generator, give round(val_fraction · n) validation images and the rest
       training images; ``sizes`` then cap each.
     - ``split.kind = pool`` (CTrL): a validation pool of ``val_pool[dataset]`` images
@@ -260,7 +260,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
       the run seed; the task draws ``sizes.train`` from the rest and ``sizes.val`` from
       the pool (fewer when a pool is smaller, as CTrL's S_long on CIFAR-100).
     - ``split.kind = cifar100-authors``: the authors' CIFAR-100 validation draw
-      (:func:`par.class_orders.cifar100_validation_split`, SPEC §8).
+      (:func:`par.class_orders.cifar100_validation_split`, docs/spec.md §8).
     - ``split.kind = count``: exactly ``sizes.val`` validation images from the shuffled
       train images, then up to ``sizes.train`` training images.
 

@@ -1,4 +1,4 @@
-"""The one training loop every learner shares (SPEC §5).
+"""The one training loop every learner shares (docs/spec.md §5).
 
 A learner supplies hooks (:class:`TrainingHooks`): which parameters train,
 which modules are in train mode, and the loss of a batch.  The loop does the
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one task's training (defaults: SPEC §5, authors' run scripts)."""
+    """Hyperparameters of one task's training (defaults: docs/spec.md §5, authors' run scripts)."""
 
     epochs: int = 100
     lr: float = 0.01
@@ -193,7 +193,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     of the last epoch (the MDL search's supernet: only its edge distributions
     matter, so no snapshot is copied).  With ``hooks.early_stopping`` and
     ``config.patience``, training stops after ``patience`` epochs without
-    improvement (authors' ``lr_patience``; docs/methods.md).
+    improvement (authors' ``lr_patience``; docs/spec.md §5).
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

@@ -1,4 +1,4 @@
-"""Transforms applied when a task's images are read (SPEC §8, CTrL streams).
+"""Transforms applied when a task's images are read (docs/spec.md §8, CTrL streams).
 
 A task of a stream (see :mod:`par.streams`) lists its transforms as data, e.g.
 ``[{"rainbow": "red"}]``; :func:`apply_transforms` turns a batch of decoded
@@ -24,7 +24,7 @@ RAINBOW_COLOURS: dict[str, tuple[int, int, int]] = {"red": (255, 0, 0), "green":
 def normalize(x, mean, std):
     """Channel-wise (x − mean) / std of (n, C, H, W) float images in [0, 1] (a torch tensor).
 
-    Shared by the frozen extractor (SPEC §1) and the training loop (SPEC §5); it
+    Shared by the frozen extractor (docs/spec.md §1) and the training loop (docs/spec.md §5); it
     lives here so that a change of the training loop does not re-run features.
     """
     import torch

@@ -1,6 +1,6 @@
 """Image datasets: locate a source, download it when online, decode it once.
 
-Every dataset the paper's benchmarks need (SPEC §8) is an entry of the
+Every dataset the paper's benchmarks need (docs/spec.md §8) is an entry of the
 registry :data:`DATASETS`; a user's own image folder joins it through
 :func:`register_image_folder`.  Whatever the source, :func:`decode` turns it
 into :class:`ImageArrays` (uint8 ``(n, H, W, C)`` images at the dataset's

@@ -43,7 +43,7 @@ class Method:
 
 @register_method("par")
 class PAR(Method):
-    """Parameter Allocation & Regularization: assignments come from the plan (SPEC §3)."""
+    """Parameter Allocation & Regularization: assignments come from the plan (docs/spec.md §3)."""
 
     needs_plan = True
     body_kind = "expert"
@@ -56,7 +56,7 @@ class PAR(Method):
 
 @register_method("finetune")
 class Finetune(Method):
-    """One model trained task after task without constraint (SPEC §7).
+    """One model trained task after task without constraint (docs/spec.md §7).
 
     Subclasses chain the same way and learn every task with the strategy of
     their own name (the regularization baselines)."""
@@ -68,7 +68,7 @@ class Finetune(Method):
 
 @register_method("independent")
 class Independent(Method):
-    """A fresh model per task (SPEC §7)."""
+    """A fresh model per task (docs/spec.md §7)."""
 
     def assignments(self, n_tasks: int, plan=None) -> list[dict]:
         return [{"task": t, "group": t, "strategy": "independent", "predecessor": None,
@@ -77,19 +77,19 @@ class Independent(Method):
 
 @register_method("ewc")
 class EWC(Finetune):
-    """One model, EWC penalty with the running-mean Fisher (SPEC §7; strategy ``ewc``)."""
+    """One model, EWC penalty with the running-mean Fisher (docs/spec.md §7; strategy ``ewc``)."""
 
 
 @register_method("lwf")
 class LwF(Finetune):
-    """One model, LwF distillation on every old head (SPEC §7; strategy ``lwf``)."""
+    """One model, LwF distillation on every old head (docs/spec.md §7; strategy ``lwf``)."""
 
 
 @register_method("mas")
 class MAS(Finetune):
-    """One model, MAS penalty with the running-mean importance (SPEC §7; strategy ``mas``)."""
+    """One model, MAS penalty with the running-mean importance (docs/spec.md §7; strategy ``mas``)."""
 
 
 @register_method("mas-alpha")
 class MASAlpha(Finetune):
-    """One model, MAS with per-task α-scaled importances (SPEC §7; strategy ``mas-alpha``)."""
+    """One model, MAS with per-task α-scaled importances (docs/spec.md §7; strategy ``mas-alpha``)."""

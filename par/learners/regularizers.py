@@ -1,4 +1,4 @@
-"""Parameter-importance regularizers of the baselines: EWC, MAS and MAS with α-scaling (SPEC §7).
+"""Parameter-importance regularizers of the baselines: EWC, MAS and MAS with α-scaling (docs/spec.md §7).
 
 Each keeps, per parameter θ_i of the shared model, an importance Ω_i and an
 anchor θ*_i, and adds ½ λ Σ_i Ω_i (θ_i − θ*_i)² to the new task's loss.  They

@@ -174,7 +174,7 @@ def distillation_loss(model: MultiHeadModel, teacher: MultiHeadModel | None, tas
 
 @register_strategy("regularize")
 class Regularize(Strategy):
-    """Join a group and learn with LwF (paper Sec. 3.2, Eq. 7–9; SPEC §5).
+    """Join a group and learn with LwF (paper Sec. 3.2, Eq. 7–9; docs/spec.md §5).
 
     A frozen copy of the group's model at the start of the task gives soft
     targets for every earlier head of the group on each training batch:
@@ -224,7 +224,7 @@ class RegularizeHead(Strategy):
         model.head(task).train()
 
 
-# ---- regularization baselines (SPEC §7): one shared model, a penalty or distillation term ----
+# ---- regularization baselines (docs/spec.md §7): one shared model, a penalty or distillation term ----
 
 @register_strategy("lwf")
 class LwF(Strategy):

@@ -265,7 +265,7 @@ def get_learn_task_input(wildcards):
 
 
 def get_search_params(wildcards):
-    """The run's MDL search settings, with the expert's FactorizedReduce (SPEC §4) and
+    """The run's MDL search settings, with the expert's FactorizedReduce (docs/spec.md §4) and
     the training section's augmentation and evaluation batch, which the supernet's
     training through par.training.fit shares."""
     settings = RUNS[wildcards.run]

@@ -22,7 +22,7 @@ rule decode_dataset:
 
 rule prepare_stream:
     """One task of a stream for one seed: classes, train/val/test indices, normalisation
-    and transforms (SPEC §8). Per task, so that appending a task to a stream leaves
+    and transforms (docs/spec.md §8). Per task, so that appending a task to a stream leaves
     the earlier tasks' files (and everything computed from them) as they are."""
     input:
         unpack(get_prepare_task_input),

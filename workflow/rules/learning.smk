@@ -1,6 +1,6 @@
 """The plan (checkpoint), cell searches and one learn-task job per (run, task)."""
 checkpoint plan:
-    """Groups and a strategy per task from distances and training-set sizes (SPEC §3)."""
+    """Groups and a strategy per task from distances and training-set sizes (docs/spec.md §3)."""
     input:
         distances=get_run_distances,
         tasks=get_all_task_jsons,
@@ -22,7 +22,7 @@ checkpoint plan:
 
 
 rule search_cell:
-    """MDL search of a cell for an allocate-search task (SPEC §4)."""
+    """MDL search of a cell for an allocate-search task (docs/spec.md §4)."""
     input:
         images=get_images_path,
         task=get_task_json,
@@ -48,7 +48,7 @@ rule search_cell:
 
 
 rule learn_task:
-    """Learn one task from its predecessor's state and test the new state (SPEC §5, §7)."""
+    """Learn one task from its predecessor's state and test the new state (docs/spec.md §5, §7)."""
     input:
         unpack(get_learn_task_input),
     output:

@@ -1,13 +1,13 @@
 """Frozen-extractor features, class prototypes and the Nearest-Prototype KL matrix.
 
 One rule per stage, for the global `relatedness` settings and for a run whose
-settings differ (the switch ablation of SPEC §1-2): the wildcard `split_folder`
+settings differ (the switch ablation of docs/spec.md §1-2): the wildcard `split_folder`
 is empty for the global distance split or `split-<split>/`, and `variant_folder`
 is empty for the global settings or `variants/<variant>/` (par.config.relatedness_variant)."""
 
 
 rule extract_features:
-    """ResNet18 features (n, 512) of one task's distance split (SPEC §1)."""
+    """ResNet18 features (n, 512) of one task's distance split (docs/spec.md §1)."""
     input:
         images=get_images_path,
         task=get_task_json,

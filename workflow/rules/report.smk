@@ -2,7 +2,7 @@
 
 
 rule metrics:
-    """r[t][u], AP, AF, M and T of one run (SPEC §6)."""
+    """r[t][u], AP, AF, M and T of one run (docs/spec.md §6)."""
     input:
         unpack(get_run_outputs),
     output:

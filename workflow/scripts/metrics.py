@@ -1,4 +1,4 @@
-"""Rule metrics: accuracy matrix, AP, AF, M, T of one run (SPEC §6)."""
+"""Rule metrics: accuracy matrix, AP, AF, M, T of one run (docs/spec.md §6)."""
 from par import schemas
 from par.io import read_json, write_parquet
 from par.logs import job_log

@@ -1,4 +1,4 @@
-"""Checkpoint plan: task groups and a strategy per task (SPEC §3)."""
+"""Checkpoint plan: task groups and a strategy per task (docs/spec.md §3)."""
 import numpy as np
 
 from par.io import parquet_metadata, read_json, read_parquet, write_json

@@ -1,4 +1,4 @@
-"""Rule search_cell: MDL search of a cell for one allocate-search task (SPEC §4)."""
+"""Rule search_cell: MDL search of a cell for one allocate-search task (docs/spec.md §4)."""
 import torch
 
 from par.devices import acquire_device, describe
