@@ -15,7 +15,13 @@ import argparse
 
 import numpy as np
 
-from par.planning import plan_tasks
+from par.planning import PlanSettings, plan_tasks
+
+
+def make_plan(distances, n_train, *, seed=0, **settings):
+    """plan_tasks with the config schema's planning settings, ``settings`` overriding some."""
+    return plan_tasks(distances, n_train, PlanSettings.from_schema(**settings), seed=seed)
+
 
 
 def disagreement(n_matrices: int, n_tasks: int, max_kl: float, seed: int) -> tuple[float, float]:
@@ -25,8 +31,8 @@ def disagreement(n_matrices: int, n_tasks: int, max_kl: float, seed: int) -> tup
     for _ in range(n_matrices):
         d = rng.uniform(0.0, max_kl, size=(n_tasks, n_tasks))
         sizes = [4500] * n_tasks   # CIFAR100-10: 450 train images x 10 classes
-        a = [x.job_params() for x in plan_tasks(d, sizes, relatedness_map="per_pair")]
-        b = [x.job_params() for x in plan_tasks(d, sizes, relatedness_map="per_group")]
+        a = [x.job_params() for x in make_plan(d, sizes, relatedness_map="per_pair")]
+        b = [x.job_params() for x in make_plan(d, sizes, relatedness_map="per_group")]
         plans_differ += a != b
         tasks_differ += sum(x != y for x, y in zip(a[1:], b[1:]))
     return plans_differ / n_matrices, tasks_differ / (n_matrices * (n_tasks - 1))

@@ -84,11 +84,12 @@ def sweep_run(parameter: str, value: float) -> str:
     return f"{parameter}-{value:g}"
 
 
-def sweep_runs(alpha_values: list[float], beta_values: list[float], *, fixed_beta: float = 0.75,
-               fixed_alpha: float = 0.5) -> dict[str, dict]:
+def sweep_runs(alpha_values: list[float], beta_values: list[float], *, fixed_beta: float,
+               fixed_alpha: float) -> dict[str, dict]:
     """Runs of the α sweep (β fixed, paper Fig. 3) and the β sweep (α fixed, Fig. 4).
 
-    Names: ``alpha-<value>`` and ``beta-<value>``.  Raises ConfigError (naming the
+    ``fixed_beta``/``fixed_alpha``: the config keys ``paper_targets.sweep_beta`` /
+    ``sweep_alpha`` (defaults in the schema).  Names: ``alpha-<value>`` and ``beta-<value>``.  Raises ConfigError (naming the
     ``paper_targets`` key) when a sweep would need α > β.
     """
     runs = {}

@@ -7,6 +7,8 @@ settings each run's jobs receive.
 from __future__ import annotations
 
 import copy
+import functools
+from pathlib import Path
 
 SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf", "ewc",
             "lwf_baseline", "mas", "mas_alpha")
@@ -54,3 +56,19 @@ def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str 
     if not differ:
         return None
     return "+".join(f"{k}-{v:g}" if isinstance(v, float) else f"{k}-{str(v).lower()}" for k, v in sorted(differ.items()))
+
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=None)
+def schema_defaults(section: str) -> dict:
+    """The default of every key of config section ``section`` as
+    ``workflow/schemas/config.schema.yaml`` gives it: the one place defaults live
+    (for code outside the workflow, e.g. tests and benchmark scripts).
+    Raises KeyError for a section the schema does not define."""
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    properties = schema["$defs"][section]["properties"]
+    return {key: spec["default"] for key, spec in properties.items() if "default" in spec}

@@ -137,18 +137,17 @@ class TaskDecision:
         return cls(**d)
 
 
-def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5, beta: float = 0.75,
-               head_only_ratio: float = 0.5, group_distance: str = "mean",
-               tiny_task_rule: bool = True, tiny_task_size: int = 25, tiny_task_factor: float = 10.0,
-               cell_search: str = "mdl", relatedness_map: str = "per_pair", zero_is_far: bool = False,
-               coarse_search: str = "threshold", coarse_temperature: float = 0.1,
-               seed: int = 0, regularize: bool = True, reuse_cells: bool = True) -> list[TaskDecision]:
-    """Decide group and strategy of every task (docs/spec.md §3).
+# The authors' special case for tiny tasks (CTrL S_long), docs/spec.md §3: a task with at most
+# this many training images joins the nearest group whose Q is at least this factor times larger.
+TINY_TASK_SIZE = 25
+TINY_TASK_FACTOR = 10.0
 
-    Parameters
-    ----------
-    distances: (N, N); ``distances[t-1, j-1]`` = KL̂(q_t‖q_j).  Only j < t is read.
-    n_train: training-set size of each task, length N.
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The config section ``planning`` and ``relatedness.zero_is_far`` (docs/spec.md §3;
+    every default is in the config schema, none here).
+
     alpha, beta: thresholds on s (paper: α = 0.5, β = 0.75); s ≤ α regularizes,
         α < s ≤ β allocates reusing the cell of g*, s > β allocates with search.
     head_only_ratio: ρ; a joining task with n_train < ρ·Q_{g*} trains only its head
@@ -164,7 +163,7 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
         ``threshold`` (authors' code): s ≤ β reuses the cell of g*, else searches.
         ``sample`` (paper Sec. 3.3): a draw among the cells of the existing
         experts and the unknown cell with :func:`coarse_probabilities`
-        (``coarse_temperature`` τ), from a generator seeded by (``seed``, task),
+        (``coarse_temperature`` τ), from a generator seeded by (seed, task),
         so the plan stays a function of the distances, sizes and seed.
     regularize: False turns parameter regularization off (Table 5 rows without
         "Reg."): no task joins a group; a task with s ≤ β reuses g*'s cell, one
@@ -173,82 +172,130 @@ def plan_tasks(distances: np.ndarray, n_train: list[int], *, alpha: float = 0.5,
         (Table 5 rows without "CS"): an allocating task always gets a new cell
         (searched, or DARTS-V2 with ``cell_search="darts_v2"``), never g*'s.
 
-    Raises ValueError on inconsistent shapes or an unknown ``group_distance``,
-    ``relatedness_map`` or ``coarse_search``.
+    Raises ValueError on an unknown ``group_distance``, ``relatedness_map`` or ``coarse_search``.
+    """
+
+    alpha: float
+    beta: float
+    head_only_ratio: float
+    group_distance: str
+    tiny_task_rule: bool
+    cell_search: str
+    relatedness_map: str
+    coarse_search: str
+    coarse_temperature: float
+    regularize: bool
+    reuse_cells: bool
+    zero_is_far: bool
+    tiny_task_size: int = TINY_TASK_SIZE
+    tiny_task_factor: float = TINY_TASK_FACTOR
+
+    def __post_init__(self) -> None:
+        if self.group_distance not in _GROUP_DISTANCE:
+            raise ValueError(f"group_distance must be one of {sorted(_GROUP_DISTANCE)}, not {self.group_distance!r}")
+        if self.relatedness_map not in RELATEDNESS_MAPS:
+            raise ValueError(f"relatedness_map must be one of {RELATEDNESS_MAPS}, not {self.relatedness_map!r}")
+        if self.coarse_search not in COARSE_SEARCHES:
+            raise ValueError(f"coarse_search must be one of {COARSE_SEARCHES}, not {self.coarse_search!r}")
+
+    @classmethod
+    def from_config(cls, planning: dict, zero_is_far: bool) -> "PlanSettings":
+        """From a run's ``planning`` section and its ``relatedness.zero_is_far``."""
+        return cls(**planning, zero_is_far=zero_is_far)
+
+    @classmethod
+    def from_schema(cls, **overrides) -> "PlanSettings":
+        """The config schema's defaults (:func:`par.config.schema_defaults`) with
+        ``overrides`` (any field, ``zero_is_far`` included), for tests and scripts."""
+        from par.config import schema_defaults
+
+        settings = {**schema_defaults("planning"), "zero_is_far": schema_defaults("relatedness")["zero_is_far"]}
+        return cls(**{**settings, **overrides})
+
+
+@dataclass
+class _Groups:
+    """The groups formed so far: members, Q_g (largest training set) and the genotype source of each expert."""
+
+    members: list[list[int]] = field(default_factory=list)
+    largest: list[int] = field(default_factory=list)
+    genotype: list[int | str] = field(default_factory=list)
+
+    def allocate(self, task: int, n: int, strategy: str, source: int | str, **extra) -> TaskDecision:
+        self.members.append([task])
+        self.largest.append(n)
+        self.genotype.append(source)
+        return TaskDecision(task, len(self.members), strategy, None, [task], source, n, **extra)
+
+    def join(self, task: int, n: int, g: int, head_only_ratio: float, **extra) -> TaskDecision:
+        strategy = REGULARIZE_HEAD if n < head_only_ratio * self.largest[g - 1] else REGULARIZE
+        predecessor = self.members[g - 1][-1]
+        self.members[g - 1].append(task)
+        self.largest[g - 1] = max(self.largest[g - 1], n)
+        return TaskDecision(task, g, strategy, predecessor, list(self.members[g - 1]), None, n, **extra)
+
+
+def decide_task(task: int, n: int, kl: np.ndarray, groups: _Groups, settings: PlanSettings,
+                seed: int) -> TaskDecision:
+    """The decision for task ``task`` > 1 with ``n`` training images, given its
+    distances ``kl`` (N,) to every task (``kl[j-1]`` = KL̂(q_task‖q_j)) and the
+    groups formed so far, which it updates (docs/spec.md §3)."""
+    new_cell = task if settings.cell_search == "mdl" else DARTS_V2
+    scores = {
+        g: group_score(kl[[m - 1 for m in members]], relatedness_map=settings.relatedness_map,
+                       group_distance=settings.group_distance, zero_is_far=settings.zero_is_far)
+        for g, members in enumerate(groups.members, start=1)
+    }
+    best = min(scores, key=lambda g: (scores[g], g))  # ties → lowest group id
+    s = scores[best]
+    extra = {"nearest_group": best, "score": s, "group_scores": scores}
+    alpha, beta = settings.alpha, settings.beta
+    if settings.regularize and settings.tiny_task_rule and n <= settings.tiny_task_size:
+        eligible = [g for g in scores if groups.largest[g - 1] >= settings.tiny_task_factor * n]
+        if eligible:
+            g = min(eligible, key=lambda g: (scores[g], g))
+            return groups.join(task, n, g, settings.head_only_ratio,
+                               reason=f"tiny task (n_train={n} <= {settings.tiny_task_size})", **extra)
+    if settings.regularize and s <= alpha:
+        return groups.join(task, n, best, settings.head_only_ratio, reason=f"s={s:.4f} <= alpha={alpha}", **extra)
+    if settings.coarse_search == "sample" and settings.reuse_cells:
+        cells: dict[int | str, float] = {}   # existing expert cell -> smallest s of its groups
+        for g, score in scores.items():
+            cells[groups.genotype[g - 1]] = min(score, cells.get(groups.genotype[g - 1], math.inf))
+        candidates = [*cells, UNKNOWN_CELL]
+        p = coarse_probabilities(list(cells.values()), beta, settings.coarse_temperature)
+        choice = candidates[int(np.random.default_rng([seed, task]).choice(len(candidates), p=p))]
+        extra["coarse_probabilities"] = {str(c): float(q) for c, q in zip(candidates, p)}
+        if choice == UNKNOWN_CELL:
+            return groups.allocate(task, n, ALLOCATE_SEARCH, new_cell,
+                                   reason=f"s={s:.4f} > alpha={alpha}; sampled the unknown cell", **extra)
+        return groups.allocate(task, n, ALLOCATE_REUSE, choice,
+                               reason=f"s={s:.4f} > alpha={alpha}; sampled existing cell {choice}", **extra)
+    if s <= beta and settings.reuse_cells:
+        return groups.allocate(task, n, ALLOCATE_REUSE, groups.genotype[best - 1],
+                               reason=f"s={s:.4f} <= beta={beta}, alpha={alpha}"
+                               + ("" if settings.regularize else " (regularization off)"), **extra)
+    why = f"s={s:.4f} > beta={beta}" if s > beta else f"s={s:.4f}, cell reuse off"
+    return groups.allocate(task, n, ALLOCATE_SEARCH, new_cell, reason=why, **extra)
+
+
+def plan_tasks(distances: np.ndarray, n_train: list[int], settings: PlanSettings, *, seed: int) -> list[TaskDecision]:
+    """Decide group and strategy of every task (docs/spec.md §3): task 1 founds
+    group 1 and searches a cell, every later task is :func:`decide_task`.
+
+    distances: (N, N); ``distances[t-1, j-1]`` = KL̂(q_t‖q_j).  Only j < t is read.
+    n_train: training-set size of each task, length N.  ``seed``: the stream's
+    seed (``coarse_search: sample`` draws from it).
+
+    Raises ValueError on inconsistent shapes.
     """
     distances = np.asarray(distances, dtype=np.float64)
     n_tasks = len(n_train)
     if distances.shape != (n_tasks, n_tasks):
         raise ValueError(f"distances has shape {distances.shape}; expected ({n_tasks}, {n_tasks})")
-    if group_distance not in _GROUP_DISTANCE:
-        raise ValueError(f"group_distance must be one of {sorted(_GROUP_DISTANCE)}, not {group_distance!r}")
-    if relatedness_map not in RELATEDNESS_MAPS:
-        raise ValueError(f"relatedness_map must be one of {RELATEDNESS_MAPS}, not {relatedness_map!r}")
-    if coarse_search not in COARSE_SEARCHES:
-        raise ValueError(f"coarse_search must be one of {COARSE_SEARCHES}, not {coarse_search!r}")
-
-    groups: list[list[int]] = []          # tasks per group, in order
-    largest: list[int] = []               # Q_g: largest training set in group g so far
-    group_genotype: list[int | str] = []  # genotype source of each group's expert
-    decisions: list[TaskDecision] = []
-
-    def allocate(task: int, strategy: str, source: int | str, **extra) -> TaskDecision:
-        groups.append([task])
-        largest.append(n_train[task - 1])
-        group_genotype.append(source)
-        return TaskDecision(task, len(groups), strategy, None, [task], source, n_train[task - 1], **extra)
-
-    def join(task: int, g: int, **extra) -> TaskDecision:
-        n = n_train[task - 1]
-        strategy = REGULARIZE_HEAD if n < head_only_ratio * largest[g - 1] else REGULARIZE
-        predecessor = groups[g - 1][-1]
-        groups[g - 1].append(task)
-        largest[g - 1] = max(largest[g - 1], n)
-        return TaskDecision(task, g, strategy, predecessor, list(groups[g - 1]), None, n, **extra)
-
-    new_cell: int | str
-    for task in range(1, n_tasks + 1):
-        new_cell = task if cell_search == "mdl" else DARTS_V2
-        if task == 1:
-            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell, reason="first task"))
-            continue
-        scores = {
-            g: group_score(distances[task - 1, [m - 1 for m in members]], relatedness_map=relatedness_map,
-                           group_distance=group_distance, zero_is_far=zero_is_far)
-            for g, members in enumerate(groups, start=1)
-        }
-        best = min(scores, key=lambda g: (scores[g], g))  # ties → lowest group id
-        s = scores[best]
-        extra = {"nearest_group": best, "score": s, "group_scores": scores}
-        n = n_train[task - 1]
-        if regularize and tiny_task_rule and n <= tiny_task_size:
-            eligible = [g for g in scores if largest[g - 1] >= tiny_task_factor * n]
-            if eligible:
-                g = min(eligible, key=lambda g: (scores[g], g))
-                decisions.append(join(task, g, reason=f"tiny task (n_train={n} <= {tiny_task_size})", **extra))
-                continue
-        if regularize and s <= alpha:
-            decisions.append(join(task, best, reason=f"s={s:.4f} <= alpha={alpha}", **extra))
-        elif coarse_search == "sample" and reuse_cells:
-            cells: dict[int | str, float] = {}   # existing expert cell -> smallest s of its groups
-            for g, score in scores.items():
-                cells[group_genotype[g - 1]] = min(score, cells.get(group_genotype[g - 1], math.inf))
-            candidates = [*cells, UNKNOWN_CELL]
-            p = coarse_probabilities(list(cells.values()), beta, coarse_temperature)
-            choice = candidates[int(np.random.default_rng([seed, task]).choice(len(candidates), p=p))]
-            extra["coarse_probabilities"] = {str(c): float(q) for c, q in zip(candidates, p)}
-            if choice == UNKNOWN_CELL:
-                decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell,
-                                          reason=f"s={s:.4f} > alpha={alpha}; sampled the unknown cell", **extra))
-            else:
-                decisions.append(allocate(task, ALLOCATE_REUSE, choice,
-                                          reason=f"s={s:.4f} > alpha={alpha}; sampled existing cell {choice}",
-                                          **extra))
-        elif s <= beta and reuse_cells:
-            decisions.append(allocate(task, ALLOCATE_REUSE, group_genotype[best - 1],
-                                      reason=f"s={s:.4f} <= beta={beta}, alpha={alpha}"
-                                      + ("" if regularize else " (regularization off)"), **extra))
-        else:
-            why = f"s={s:.4f} > beta={beta}" if s > beta else f"s={s:.4f}, cell reuse off"
-            decisions.append(allocate(task, ALLOCATE_SEARCH, new_cell, reason=why, **extra))
+    groups = _Groups()
+    decisions = [groups.allocate(1, n_train[0], ALLOCATE_SEARCH, 1 if settings.cell_search == "mdl" else DARTS_V2,
+                                 reason="first task")] if n_tasks else []
+    for task in range(2, n_tasks + 1):
+        decisions.append(decide_task(task, n_train[task - 1], distances[task - 1], groups, settings, seed))
     return decisions

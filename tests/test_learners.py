@@ -6,10 +6,15 @@ from par.streams import build_stream
 from par.cells import DARTS_V2
 from par.learners import get_method, get_strategy, learn_task
 from par.models import load_model, save_model
-from par.planning import plan_tasks
+from par.planning import PlanSettings, plan_tasks
 from par.training import TrainConfig
 
 import numpy as np
+
+def make_plan(distances, n_train, *, seed=0, **settings):
+    """plan_tasks with the config schema's planning settings, ``settings`` overriding some."""
+    return plan_tasks(distances, n_train, PlanSettings.from_schema(**settings), seed=seed)
+
 
 
 def test_registries_name_the_choices():
@@ -31,7 +36,7 @@ def test_baseline_chains():
 def test_par_assignments_come_from_the_plan():
     d = np.zeros((3, 3))
     d[2, :2] = 3.0   # task 3 far from everything
-    plan = plan_tasks(d, [100, 100, 100])
+    plan = make_plan(d, [100, 100, 100])
     a = get_method("par").assignments(3, plan)
     assert [x["strategy"] for x in a] == ["allocate-search", "regularize", "allocate-search"]
     assert a[2]["group"] == 2 and a[2]["genotype_source"] == 3

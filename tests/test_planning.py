@@ -4,8 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from par.planning import (ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, REGULARIZE_HEAD, TaskDecision,
+from par.planning import (ALLOCATE_REUSE, PlanSettings, ALLOCATE_SEARCH, REGULARIZE, REGULARIZE_HEAD, TaskDecision,
                           coarse_probabilities, group_score, plan_tasks, relatedness_score)
+
+def make_plan(distances, n_train, *, seed=0, **settings):
+    """plan_tasks with the config schema's planning settings, ``settings`` overriding some."""
+    return plan_tasks(distances, n_train, PlanSettings.from_schema(**settings), seed=seed)
+
 
 
 def test_relatedness_score_values():
@@ -21,7 +26,7 @@ def test_relatedness_score_values():
 def two_tasks(distance, **kw):
     d = np.zeros((2, 2))
     d[1, 0] = distance
-    return plan_tasks(d, [1000, 1000], **kw)
+    return make_plan(d, [1000, 1000], **kw)
 
 
 def test_first_task_searches():
@@ -50,7 +55,7 @@ def test_reuse_takes_the_cell_of_the_nearest_group_and_search_its_own():
 
 def test_joining_task_chains_on_the_group():
     d = np.zeros((3, 3))
-    decisions = plan_tasks(d, [100, 100, 100])
+    decisions = make_plan(d, [100, 100, 100])
     assert [x.predecessor for x in decisions] == [None, 1, 2]
     assert decisions[2].group_tasks == [1, 2, 3]
     assert decisions[2].job_params() == {"task": 3, "group": 1, "strategy": REGULARIZE, "predecessor": 2,
@@ -60,13 +65,13 @@ def test_joining_task_chains_on_the_group():
 @pytest.mark.parametrize("n_new, strategy", [(499, REGULARIZE_HEAD), (500, REGULARIZE)])
 def test_head_only_when_much_smaller_than_the_group(n_new, strategy):
     d = np.zeros((2, 2))
-    assert plan_tasks(d, [1000, n_new], head_only_ratio=0.5)[1].strategy == strategy
+    assert make_plan(d, [1000, n_new], head_only_ratio=0.5)[1].strategy == strategy
 
 
 def test_largest_training_set_of_group_is_tracked():
     d = np.zeros((3, 3))
     # Q grows to 4000 with task 2, so task 3 (1500 < 0.5 * 4000) trains only its head.
-    decisions = plan_tasks(d, [1000, 4000, 1500], head_only_ratio=0.5)
+    decisions = make_plan(d, [1000, 4000, 1500], head_only_ratio=0.5)
     assert [x.strategy for x in decisions[1:]] == [REGULARIZE, REGULARIZE_HEAD]
 
 
@@ -75,12 +80,12 @@ def test_group_distance_mean_min_max():
     d[1, 0] = 2.0           # task 2 founds group 2 (s = 0.98 > beta)
     d[2, 0], d[2, 1] = 0.0, 2.0  # task 3 joins group 1
     d[3, 0], d[3, 1], d[3, 2] = 0.2, 0.3, 0.6   # task 4: group 1 = {1, 3}, group 2 = {2}
-    mean = plan_tasks(d, [10 ** 3] * 4, tiny_task_rule=False)[3]
+    mean = make_plan(d, [10 ** 3] * 4, tiny_task_rule=False)[3]
     assert mean.group_scores[1] == pytest.approx(0.4) and mean.group_scores[2] == pytest.approx(0.3)
     assert mean.group == 2
-    low = plan_tasks(d, [10 ** 3] * 4, group_distance="min")[3]
+    low = make_plan(d, [10 ** 3] * 4, group_distance="min")[3]
     assert low.group_scores[1] == pytest.approx(0.2) and low.group == 1
-    high = plan_tasks(d, [10 ** 3] * 4, group_distance="max")[3]
+    high = make_plan(d, [10 ** 3] * 4, group_distance="max")[3]
     assert high.group_scores[1] == pytest.approx(0.6) and high.group == 2
 
 
@@ -88,33 +93,33 @@ def test_ties_go_to_the_lowest_group():
     d = np.zeros((3, 3))
     d[1, 0] = 2.0
     d[2, 0] = d[2, 1] = 0.3
-    assert plan_tasks(d, [100] * 3)[2].group == 1
+    assert make_plan(d, [100] * 3)[2].group == 1
 
 
 def test_reused_cell_traces_back_to_the_search():
     d = np.full((3, 3), 0.6)   # every s = 0.6: alpha < s <= beta
-    decisions = plan_tasks(d, [100] * 3)
+    decisions = make_plan(d, [100] * 3)
     assert [x.strategy for x in decisions] == [ALLOCATE_SEARCH, ALLOCATE_REUSE, ALLOCATE_REUSE]
     assert [x.genotype_source for x in decisions] == [1, 1, 1]
 
 
 def test_tiny_task_joins_a_group_ten_times_larger():
     d = np.full((2, 2), 5.0)   # far: would search without the rule
-    with_rule = plan_tasks(d, [1000, 20])[1]
+    with_rule = make_plan(d, [1000, 20])[1]
     assert (with_rule.group, with_rule.strategy) == (1, REGULARIZE_HEAD)
-    without = plan_tasks(d, [1000, 20], tiny_task_rule=False)[1]
+    without = make_plan(d, [1000, 20], tiny_task_rule=False)[1]
     assert without.strategy == ALLOCATE_SEARCH
-    too_small_group = plan_tasks(d, [100, 20])[1]    # Q = 100 < 10 * 20
+    too_small_group = make_plan(d, [100, 20])[1]    # Q = 100 < 10 * 20
     assert too_small_group.strategy == ALLOCATE_SEARCH
     # the bounds are inclusive (authors' code): n_train = 25 is tiny, Q = 10 * n is large enough
-    at_the_bounds = plan_tasks(d, [250, 25])[1]
+    at_the_bounds = make_plan(d, [250, 25])[1]
     assert (at_the_bounds.group, at_the_bounds.strategy) == (1, REGULARIZE_HEAD)
     assert at_the_bounds.reason.startswith("tiny task")
-    assert plan_tasks(d, [260, 26])[1].strategy == ALLOCATE_SEARCH   # 26 is not tiny
+    assert make_plan(d, [260, 26])[1].strategy == ALLOCATE_SEARCH   # 26 is not tiny
 
 
 def test_fixed_darts_cell_needs_no_search():
-    decisions = plan_tasks(np.full((2, 2), 5.0), [100, 100], cell_search="darts_v2")
+    decisions = make_plan(np.full((2, 2), 5.0), [100, 100], cell_search="darts_v2")
     assert [x.genotype_source for x in decisions] == ["darts_v2", "darts_v2"]
     assert not any(x.searches_cell for x in decisions)
 
@@ -126,9 +131,9 @@ def test_json_roundtrip():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="shape"):
-        plan_tasks(np.zeros((2, 3)), [1, 2])
+        make_plan(np.zeros((2, 3)), [1, 2])
     with pytest.raises(ValueError, match="group_distance"):
-        plan_tasks(np.zeros((2, 2)), [1, 2], group_distance="median")
+        make_plan(np.zeros((2, 2)), [1, 2], group_distance="median")
 
 
 def eq6(x):
@@ -140,7 +145,7 @@ def group_of_two_then(kl_to_1, kl_to_2, **kw):
     """Tasks 1 and 2 form group 1 (KL 0: task 2 joins); task 3 has the given distances."""
     d = np.zeros((3, 3))
     d[2, 0], d[2, 1] = kl_to_1, kl_to_2
-    return plan_tasks(d, [1000] * 3, **kw)[2]
+    return make_plan(d, [1000] * 3, **kw)[2]
 
 
 def test_authors_map_each_pair_before_averaging():
@@ -171,7 +176,7 @@ def test_zero_is_far_after_eq6_per_pair_before_it_per_group():
     with pytest.raises(ValueError, match="relatedness_map"):
         group_score(np.array([0.1]), relatedness_map="paper")
     with pytest.raises(ValueError, match="coarse_search"):
-        plan_tasks(np.zeros((2, 2)), [1, 2], coarse_search="anneal")
+        make_plan(np.zeros((2, 2)), [1, 2], coarse_search="anneal")
 
 
 def test_coarse_probabilities_by_hand():
@@ -185,8 +190,8 @@ def test_coarse_probabilities_by_hand():
 def test_sampled_coarse_search_is_seeded_and_follows_its_distribution():
     d = np.zeros((2, 2))
     d[1, 0] = 0.7     # s = 0.7: alpha < s; candidates: the cell of task 1 and the unknown cell
-    plans = [plan_tasks(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(2000)]
-    again = [plan_tasks(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(20)]
+    plans = [make_plan(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(2000)]
+    again = [make_plan(d, [1000, 1000], coarse_search="sample", seed=seed)[1] for seed in range(20)]
     assert again == plans[:20]
     p_reuse = math.exp(-7) / (math.exp(-7) + math.exp(-7.5))    # = 0.6225
     assert plans[0].coarse_probabilities == pytest.approx({"1": p_reuse, "unknown": 1 - p_reuse})
@@ -205,7 +210,7 @@ def test_sampled_coarse_search_scores_a_shared_cell_by_its_nearest_group():
     d[3, :3] = [0.62, 0.62, 0.7]
     seen = set()
     for seed in range(40):
-        plan = plan_tasks(d, [1000] * 4, coarse_search="sample", seed=seed)
+        plan = make_plan(d, [1000] * 4, coarse_search="sample", seed=seed)
         probs = plan[3].coarse_probabilities
         if plan[2].genotype_source == 1:     # both groups use cell 1: one candidate, s = min(0.62, 0.7)
             w = {"1": math.exp(-6.2), "unknown": math.exp(-7.5)}
@@ -220,6 +225,6 @@ def test_sampled_coarse_search_at_low_temperature_is_the_threshold_rule():
     rng = np.random.default_rng(0)
     for _ in range(50):
         d = rng.uniform(0, 1.2, size=(8, 8))
-        threshold = plan_tasks(d, [1000] * 8)
-        sampled = plan_tasks(d, [1000] * 8, coarse_search="sample", coarse_temperature=1e-4, seed=3)
+        threshold = make_plan(d, [1000] * 8)
+        sampled = make_plan(d, [1000] * 8, coarse_search="sample", coarse_temperature=1e-4, seed=3)
         assert [x.job_params() for x in sampled] == [x.job_params() for x in threshold]

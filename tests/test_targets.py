@@ -10,13 +10,18 @@ from par.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_swit
                            switch_status)
 from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
 from par.datasets import cifar100_coarse_table
-from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, plan_tasks
+from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettings, plan_tasks
 from par.plots import task_label
 from par.io import CorruptFileError
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
                          readme_section, render_readme, table_cells, target_rows, verdict, with_aliases)
 
 REPO = Path(__file__).resolve().parents[1]
+
+def make_plan(distances, n_train, *, seed=0, **settings):
+    """plan_tasks with the config schema's planning settings, ``settings`` overriding some."""
+    return plan_tasks(distances, n_train, PlanSettings.from_schema(**settings), seed=seed)
+
 
 
 def test_targets_file_rows_without_pandas_match_the_frame():
@@ -126,7 +131,7 @@ FAR_AND_NEAR = np.array([[0, 0, 0, 0], [0.6, 0, 0, 0], [0.0, 0.0, 0, 0], [5.0, 5
 
 
 def test_no_regularization_allocates_every_task():
-    d = plan_tasks(FAR_AND_NEAR, [100] * 4, regularize=False)
+    d = make_plan(FAR_AND_NEAR, [100] * 4, regularize=False)
     assert [x.group for x in d] == [1, 2, 3, 4]
     # task 2 (s = 0.6 <= beta) and task 3 (s = 0 <= beta) reuse the nearest cell; task 4 searches
     assert [x.strategy for x in d] == [ALLOCATE_SEARCH, ALLOCATE_REUSE, ALLOCATE_REUSE, ALLOCATE_SEARCH]
@@ -134,15 +139,15 @@ def test_no_regularization_allocates_every_task():
 
 
 def test_no_coarse_level_searches_every_new_expert():
-    d = plan_tasks(FAR_AND_NEAR, [100] * 4, reuse_cells=False)
+    d = make_plan(FAR_AND_NEAR, [100] * 4, reuse_cells=False)
     assert [x.strategy for x in d] == [ALLOCATE_SEARCH, ALLOCATE_SEARCH, REGULARIZE, ALLOCATE_SEARCH]
     assert [x.genotype_source for x in d] == [1, 2, None, 4]
-    both = plan_tasks(FAR_AND_NEAR, [100] * 4, regularize=False, reuse_cells=False)
+    both = make_plan(FAR_AND_NEAR, [100] * 4, regularize=False, reuse_cells=False)
     assert all(x.searches_cell for x in both)
 
 
 def test_alpha_beta_one_is_regularization_only():
-    d = plan_tasks(np.full((4, 4), 1e6), [100] * 4, alpha=1.0, beta=1.0)
+    d = make_plan(np.full((4, 4), 1e6), [100] * 4, alpha=1.0, beta=1.0)
     assert [x.group for x in d] == [1, 1, 1, 1]
 
 
@@ -153,7 +158,7 @@ def test_sweep_runs_and_alpha_beta_check():
     assert runs["alpha-0.1"] == {"method": "par", "planning": {"alpha": 0.1, "beta": 0.75}}
     assert runs["beta-1"]["planning"] == {"alpha": 0.5, "beta": 1.0}
     with pytest.raises(ConfigError, match="paper_targets.alpha_sweep"):
-        sweep_runs([0.9], [], fixed_beta=0.75)
+        sweep_runs([0.9], [], fixed_beta=0.75, fixed_alpha=0.5)
 
 
 def test_switch_runs_only_for_switches_this_build_has():

@@ -3,7 +3,7 @@ import numpy as np
 
 from par.io import parquet_metadata, read_json, read_parquet, write_json
 from par.logs import job_log
-from par.planning import plan_tasks
+from par.planning import PlanSettings, plan_tasks
 from par.provenance import provenance, read_provenance
 
 with job_log(snakemake.log[0]) as log:
@@ -13,8 +13,8 @@ with job_log(snakemake.log[0]) as log:
     distances = np.zeros((n, n))
     distances[frame.i - 1, frame.j - 1] = frame.kl
     # The seed of the stream also seeds the sampled coarse-level search (coarse_search: sample).
-    decisions = plan_tasks(distances, [t["n_train"] for t in tasks], **snakemake.params.planning,
-                           zero_is_far=snakemake.params.zero_is_far, seed=int(snakemake.wildcards.seed))
+    settings = PlanSettings.from_config(snakemake.params.planning, snakemake.params.zero_is_far)
+    decisions = plan_tasks(distances, [t["n_train"] for t in tasks], settings, seed=int(snakemake.wildcards.seed))
     groups = {}
     for d in decisions:
         groups.setdefault(d.group, []).append(d.task)
