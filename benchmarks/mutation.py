@@ -10,8 +10,8 @@ and each mutant is run against only the module's related test files (mutmut 3
 then runs, per mutant, only those of them that call the mutated function).
 Per module it prints killed / survived / no tests / timeouts and the kill rate,
 writes ``benchmarks/mutation/<module>.json`` (summary and surviving mutants) and
-``benchmarks/mutation/<module>.diff`` (the survivors' diffs, to judge which are
-equivalent).  The real CIFAR-10 slice of the tests is read from
+with ``--diffs`` ``benchmarks/mutation/<module>.diff`` (the survivors' diffs, to judge
+which are equivalent; ``mutmut show <name>`` in the scratch copy shows one).  The real CIFAR-10 slice of the tests is read from
 ``PAR_SHARED_DATA`` (default ``../shared/data``).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _mutmut() -> str:
     return exe
 
 
-def run_module(name: str, max_children: int) -> dict:
+def run_module(name: str, max_children: int, with_diffs: bool = False) -> dict:
     """Mutate one module in a scratch copy; returns the summary dict."""
     module, tests = MODULES[name]
     with tempfile.TemporaryDirectory(prefix=f"mutmut-{name}-") as tmp:
@@ -78,14 +78,15 @@ def run_module(name: str, max_children: int) -> dict:
         results = subprocess.run([_mutmut(), "results"], cwd=work, env=env, capture_output=True, text=True).stdout
         survivors = [line.split(":")[0].strip() for line in results.splitlines() if line.strip().endswith("survived")]
         diffs = [subprocess.run([_mutmut(), "show", m], cwd=work, env=env, capture_output=True, text=True).stdout
-                 for m in survivors]
+                 for m in survivors] if with_diffs else []
     decided = stats["killed"] + stats["survived"] + stats["timeout"]
     summary = {"module": module, "tests": tests, **stats, "seconds": round(seconds),
                "kill_rate": round((stats["killed"] + stats["timeout"]) / decided, 4) if decided else None,
                "survivors": survivors}
     OUT.mkdir(exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (OUT / f"{name}.diff").write_text("\n".join(diffs))
+    if with_diffs:
+        (OUT / f"{name}.diff").write_text("\n".join(diffs))
     return summary
 
 
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--diffs", action="store_true", help="also write the survivors' diffs (one mutmut call each: slow)")
     args = parser.parse_args(argv)
     if args.list:
         for name, (module, tests) in MODULES.items():
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
     for name in args.modules or list(MODULES):
-        s = run_module(name, args.max_children)
+        s = run_module(name, args.max_children, args.diffs)
         rate = "n/a" if s["kill_rate"] is None else f"{100 * s['kill_rate']:.1f} %"
         print(f"{name}: {s['killed']} killed, {s['survived']} survived, {s['no_tests']} without tests, "
               f"{s['timeout']} timeouts of {s['total']}: kill rate {rate} ({s['seconds']} s)", flush=True)
