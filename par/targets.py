@@ -211,7 +211,7 @@ def _wide(cells: pd.DataFrame) -> pd.DataFrame:
     view = view.reindex(columns=order).fillna("")
     view.columns.name = None
     runs = wide.groupby("method", sort=False).run.first()
-    view.insert(0, "run", [runs.get(m) or "–" for m in view.index])
+    view.insert(0, "run", [runs.get(m) if isinstance(runs.get(m), str) and runs.get(m) else "–" for m in view.index])
     return view.reset_index()
 
 
