@@ -6,7 +6,10 @@ rebuilt without the code that created it:
 - ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3,
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.cells.Expert`);
-- ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7).
+- ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7);
+- ``{"kind": "pn" | "ltg" | "mntdp", "width": 64, ...}``: bodies that grow with
+  the tasks and take the task in their forward (docs/spec.md §10, :mod:`par.growing`);
+  their spec grows too, and ``model.body_spec`` is updated when they grow.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from par.cells import Expert, Genotype
 from par.io import atomic_path
 
 STATE_FORMAT = 1
+GROWING_KINDS = ("pn", "ltg", "mntdp")
 
 
 class LightResNet18(nn.Module):
@@ -56,6 +60,10 @@ def build_body(spec: dict) -> nn.Module:
                       factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
     if kind == "light_resnet18":
         return LightResNet18(width=spec.get("width", 64))
+    if kind in GROWING_KINDS:  # PN, Learn to Grow, MNTDP (SPEC §10): par/growing.py
+        from par.growing import build_growing_body
+
+        return build_growing_body(spec)
     raise ValueError(f"unknown body kind {kind!r}")
 
 
@@ -94,6 +102,10 @@ class MultiHeadModel(nn.Module):
         return self.heads[str(task)]
 
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        if getattr(self.body, "task_conditioned", False):  # growing bodies (par/growing.py)
+            if hasattr(self.body, "task_logits"):
+                return self.body.task_logits(x, task, self.head(task))
+            return self.head(task)(self.body(x, task))
         return self.head(task)(self.body(x))
 
 
@@ -106,7 +118,8 @@ def count_parameters(module: nn.Module) -> int:
 def save_model(path: str | Path, model: MultiHeadModel) -> None:
     """Save body spec, heads, weights and ``model.carry`` (atomically, one file)
     so :func:`load_model` can rebuild the model."""
-    state = {"format": STATE_FORMAT, "body": model.body_spec,
+    body = model.body.spec() if hasattr(model.body, "spec") else model.body_spec  # growing bodies: as grown
+    state = {"format": STATE_FORMAT, "body": body,
              "heads": {t: model.head(t).out_features for t in model.tasks},
              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "carry": {k: v.detach().cpu() for k, v in model.carry.items()}}

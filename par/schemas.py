@@ -113,7 +113,8 @@ TARGET_CELLS = _schema(
     ("n_seeds", pa.int64(), "seeds with results"),
     ("mean", pa.float64(), "mean over seeds (NaN when not run)"),
     ("std", pa.float64(), "sample std over seeds (0 for one seed)"),
-    ("status", pa.string(), "within tolerance | gap | not run | not reproduced | no paper value | other benchmark"),
+    ("status", pa.string(), "within tolerance | gap | not run | not reproduced | no paper value | other benchmark | "
+                           "reported from <paper> (a row the paper cites, par/data/paper_sources.csv)"),
 )
 
 SWITCH_ABLATION = _schema(

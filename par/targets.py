@@ -23,6 +23,8 @@ standard deviation s, s = 0 for one seed), paper value p and tolerance τ:
 - ``not run``: the row has a run but no results for it (run or benchmark not
   configured, or not finished)
 - ``not reproduced``: the method is not implemented here (no run)
+- ``reported from …``: no run, and the paper itself cites the row from another
+  paper (``par/data/paper_sources.csv``): the paper's value and its source
 - ``no paper value``: the paper prints "-"
 - ``other benchmark``: measured on another benchmark than the paper's (Table 5
   rows when ``paper_targets.ablation_benchmark`` is not CIFAR100-10): values
@@ -77,7 +79,9 @@ def target_rows(path: str | Path | None = None) -> list[dict]:
     """The rows of the targets file (default: the packaged
     ``par/data/paper_results.csv``) as dicts with keys :data:`COLUMNS`: table
     (int), value and tolerance (float or None where empty), run (str or None
-    where the project has no run).  Lines starting with ``#`` are comments.
+    where the project has no run), and ``source``: where the paper took the
+    row from when it cites another paper (a ``source`` column of the file, else
+    :func:`paper_sources`; None for the paper's own runs).  Lines starting with ``#`` are comments.
     Read with :mod:`csv`, so the workflow can read it while parsing without
     importing pandas.
 
@@ -96,6 +100,7 @@ def target_rows(path: str | Path | None = None) -> list[dict]:
     if missing:
         raise CorruptFileError(f"{name}: missing columns {sorted(missing)}")
     rows = []
+    sources = paper_sources()
     for (line, _), raw in zip(lines[1:], reader):
         table = _number(raw["table"], name, line, "table")
         if raw["metric"] not in METRIC_COLUMN:
@@ -104,9 +109,20 @@ def target_rows(path: str | Path | None = None) -> list[dict]:
         tolerance = _number(raw["tolerance"], name, line, "tolerance")
         if value is not None and (tolerance is None or tolerance < 0):
             raise CorruptFileError(f"{name}, line {line}: every paper value needs a tolerance >= 0")
-        rows.append({**raw, "table": int(table) if table is not None else None, "value": value,
-                     "run": raw["run"] or None, "tolerance": tolerance})
+        table = int(table) if table is not None else None
+        source = (raw.get("source") or "").strip() or sources.get((table, raw["method"]))
+        rows.append({**raw, "table": table, "value": value,
+                     "run": raw["run"] or None, "tolerance": tolerance, "source": source})
     return rows
+
+
+def paper_sources() -> dict[tuple[int, str], str]:
+    """(table, paper row) → where the paper took the row's numbers from, e.g.
+    ``reported from LMC (…)``, for the rows the paper cites rather than runs
+    (``par/data/paper_sources.csv``; paper Sec. 4.1, SPEC §10)."""
+    text = resources.files("par").joinpath("data/paper_sources.csv").read_text()
+    reader = csv.DictReader([line for line in text.splitlines() if not line.lstrip().startswith("#")])
+    return {(int(r["table"]), r["method"]): r["source"] for r in reader}
 
 
 def load_targets(path: str | Path | None = None) -> pd.DataFrame:
@@ -116,7 +132,8 @@ def load_targets(path: str | Path | None = None) -> pd.DataFrame:
     """
     import pandas as pd
 
-    return pd.DataFrame(target_rows(path)).astype({"value": "float64", "tolerance": "float64", "run": "string"})
+    return pd.DataFrame(target_rows(path)).astype({"value": "float64", "tolerance": "float64", "run": "string",
+                                                   "source": "string"})
 
 
 def verdict(paper: float | None, tolerance: float | None, values: list[float] | np.ndarray | None,
@@ -161,6 +178,8 @@ def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
             values = part[METRIC_COLUMN[cell.metric]].to_numpy()
         paper = None if pd.isna(cell.value) else float(cell.value)
         status, mean, std, n = verdict(paper, cell.tolerance, values, has_run=has_run)
+        if status == NOT_REPRODUCED and isinstance(cell.source, str) and cell.source:
+            status = cell.source  # the paper cites the row: "reported from LMC (…)"
         if bench != cell.benchmark and status in (WITHIN, GAP):
             status = OTHER_BENCHMARK
         rows.append({"table": int(table), "benchmark": cell.benchmark, "method": cell.method, "metric": cell.metric,
@@ -192,7 +211,7 @@ def _wide(cells: pd.DataFrame) -> pd.DataFrame:
     view = view.reindex(columns=order).fillna("")
     view.columns.name = None
     runs = wide.groupby("method", sort=False).run.first()
-    view.insert(0, "run", [runs.get(m) or "–" for m in view.index])
+    view.insert(0, "run", [runs.get(m) if isinstance(runs.get(m), str) and runs.get(m) else "–" for m in view.index])
     return view.reset_index()
 
 
@@ -249,8 +268,14 @@ def readme_section(targets: pd.DataFrame) -> str:
     lines.append(frame[["table", "benchmark", "paper row", "run", *metrics]].fillna("").to_markdown(index=False))
     lines.append("")
     for table, part in targets[targets.run.isna()].groupby("table"):
-        methods = ", ".join(dict.fromkeys(part.method))
-        lines.append(f"- Table {table}, {NOT_REPRODUCED} (method not implemented here): {methods}")
+        cited = part[part.source.notna()]
+        if len(cited):
+            rows_cited = ", ".join(f"{m} ({s})" for m, s in dict(zip(cited.method, cited.source)).items())
+            lines.append(f"- Table {table}, cited by the paper from other papers (not run here): {rows_cited}")
+        missing = part[part.source.isna()]
+        if len(missing):
+            methods = ", ".join(dict.fromkeys(missing.method))
+            lines.append(f"- Table {table}, {NOT_REPRODUCED} (method not implemented here): {methods}")
     lines += ["", README_END]
     return "\n".join(lines)
 

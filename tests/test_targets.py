@@ -14,7 +14,7 @@ from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettin
 from par.plots import task_label
 from par.io import CorruptFileError
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
-                         readme_section, render_readme, table_cells, target_rows, verdict, with_aliases)
+                         readme_section, render_readme, table_cells, table_markdown, target_rows, verdict, with_aliases)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,14 @@ def test_table_cells_verdicts_from_a_summary():
     assert cells.loc[("miniimagenet-20", "PAR", "AP"), "status"] == NOT_RUN
     assert cells.loc[("cifar100-10", "EWC", "AP"), "status"] == NOT_RUN          # run named, not configured
     assert cells.loc[("cifar100-10", "A-GEM", "AP"), "status"] == NOT_REPRODUCED
-    assert cells.loc[("cifar100-10", "GPM*", "AF"), "status"] == NOT_REPRODUCED
+    # a row the paper cites from another paper: its value and source, never NaN (SPEC §10)
+    assert cells.loc[("cifar100-10", "GPM*", "AP"), "status"] == "reported from GPM (Saha et al. ICLR 2021; AlexNet)"
+    assert cells.loc[("cifar100-10", "GPM*", "AF"), "status"].startswith("reported from GPM")
+    table1 = table_cells(targets, summary, 1)
+    lmc = table1[(table1.method == "LMC") & (table1.benchmark == "ctrl-s-minus") & (table1.metric == "AP")]
+    assert lmc.status.tolist() == ["reported from LMC (Ostapenko et al. NeurIPS 2021)"] and lmc.paper.tolist() == [0.666]
+    rendered = table_markdown(table1)
+    assert "nan" not in rendered.lower() and "0.666 (reported from LMC" in rendered
     # Table 5 measured on another benchmark: values, no verdict
     t5 = table_cells(targets, with_aliases(summary.assign(benchmark="cifar10-5"), {"t5-reg": "par"}), 5,
                      measured_on={"cifar100-10": "cifar10-5"}).set_index(["method", "metric"])
@@ -122,7 +129,8 @@ def test_readme_section_is_the_rendering_of_the_targets_file():
     section = readme_section(load_targets())
     assert section in readme, "README is out of date: run `python -m par.targets`"
     assert render_readme(readme, section) == readme
-    assert "t5-fixed" in section and "- Table 1, not reproduced (method not implemented here): ER, HAT*" in section
+    assert "t5-fixed" in section and "- Table 3, not reproduced (method not implemented here): A-GEM" in section
+    assert "- Table 1, cited by the paper from other papers (not run here): ER (reported from MNTDP" in section
 
 
 # ---- Table 5 plan switches (SPEC §3 + Table 5) ----------------------------------------------

@@ -6,6 +6,7 @@ first access (PEP 562).
 """
 from par.learners.methods import METHODS, Method, get_method, register_method
 from par.learners.strategies import STRATEGIES, Strategy, get_strategy, register_strategy
+from par.learners import growing  # noqa: F401,E402  (registers pn, ltg, mntdp-s, mntdp-d; SPEC §10)
 
 __all__ = ["METHODS", "Method", "get_method", "register_method", "STRATEGIES", "Strategy", "get_strategy",
            "register_strategy", "learn_task"]

@@ -102,6 +102,19 @@ class Strategy:
     def after_epoch(self, model: MultiHeadModel, task: int, epoch: int, record: dict) -> None:
         """After the epoch's validation, with its history row."""
 
+    def search(self, model: MultiHeadModel, task: int, train, val, config) -> dict | None:
+        """A per-task architecture search run before training, timed by the job and
+        counted in T (Learn to Grow, MNTDP; SPEC §10).  Returns None (nothing searched)
+        or a JSON-able dict for the record; under the key ``fit`` it may hand back
+        the :class:`par.training.FitResult` of a network the search already trained
+        (then the job does not train again; the key is removed from the record)."""
+        return None
+
+    def architecture(self, model: MultiHeadModel, task: int) -> dict | None:
+        """The task's architecture for the record (growing methods: which modules are
+        reused, adapted, new); None for methods with a fixed architecture."""
+        return None
+
     def after_task(self, model: MultiHeadModel, task: int, train: Iterable) -> dict[str, torch.Tensor]:
         """Called once after training (Avalanche's ``after_training_exp``); returns
         what the next task of the chain needs besides the weights (importance,

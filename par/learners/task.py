@@ -32,6 +32,9 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     seed: seeds the new weights (body, head) and a CPU generator for data order
         and augmentation; the same seed gives the same numbers on the CPU.
 
+    A strategy with a ``search`` step (Learn to Grow, MNTDP) runs it first, timed
+    inside the job (``search_seconds``, part of ``seconds`` and so of T).
+
     After training, the strategy's ``after_task`` hook sets ``model.carry``
     (what the next task of the chain needs, e.g. EWC's Fisher), so a saved
     state is all a successor job reads.
@@ -39,12 +42,14 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     Returns the trained model and a JSON-able record: the assignment, test
     accuracy (fraction) on every task of ``group_tasks``, best validation
     accuracy, parameter count of the model (body + all its heads), seconds,
-    and the per-epoch history.
+    and the per-epoch history; for growing methods also ``architecture``,
+    ``n_params_added``, ``search``, ``search_seconds``, ``trained_in_search``.
     """
     t = assignment["task"]
     task = stream.task(t)
     strategy = get_strategy(assignment["strategy"], **(strategy_options or {}).get(assignment["strategy"], {}))
     start = time.perf_counter()
+    n_before = count_parameters(predecessor) if predecessor is not None else 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = strategy.prepare(predecessor, body_spec, t, task.n_classes, device)
@@ -57,7 +62,11 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     val = Batches(x_val, y_val, mean, std, train_config.eval_batch_size, device)
     log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
-    result = fit(model, t, strategy, train, val, train_config)
+    search_start = time.perf_counter()
+    search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (SPEC §10); None elsewhere
+    search_seconds = time.perf_counter() - search_start
+    searched_fit = search.pop("fit", None) if search is not None else None
+    result = searched_fit if searched_fit is not None else fit(model, t, strategy, train, val, train_config)
     model.carry = strategy.after_task(model, t, train)
     train_seconds = time.perf_counter() - start
     test_accuracy = {}
@@ -79,4 +88,9 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "train_seconds": train_seconds,
         "history": result.history,
     }
+    architecture = strategy.architecture(model, t)
+    if architecture is not None:  # growing methods (SPEC §10): the task's modules and what they cost
+        record.update({"architecture": architecture, "n_params_added": record["n_params"] - n_before,
+                       "search": search, "search_seconds": search_seconds,
+                       "trained_in_search": searched_fit is not None})
     return model, record

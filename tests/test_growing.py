@@ -1,0 +1,205 @@
+"""PN, Learn to Grow, MNTDP-S and MNTDP-D (SPEC §10) on tiny networks and generated images."""
+import pytest
+import torch
+
+from par.growing import column_parameters, pn_parameters
+from par.learners import get_method, get_strategy
+from par.learners.growing import knn_accuracy
+from par.models import count_parameters, load_model, save_model
+from par.training import Batches, TrainConfig, evaluate, fit
+
+CPU = torch.device("cpu")
+CONFIG = TrainConfig(epochs=1, batch_size=16, augment=False)
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def images(kind: int, n: int = 48, seed: int = 0):
+    """Two-class 16×16 images: class 0 dark, class 1 bright, plus noise; ``kind``
+    shifts the colour so tasks differ.  (uint8 (n, 16, 16, 3), labels (n,))."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    base = (40 + 150 * labels).view(n, 1, 1, 1).float()
+    x = base + 30 * torch.randn(n, 16, 16, 3, generator=g)
+    x[..., kind % 3] += 40
+    return x.clamp(0, 255).to(torch.uint8), labels
+
+
+def batches(kind: int, seed: int = 0, shuffle: bool = True):
+    x, y = images(kind, seed=seed)
+    return Batches(x, y, MEAN, STD, 16, CPU, shuffle=shuffle, config=CONFIG,
+                   generator=torch.Generator().manual_seed(seed))
+
+
+def learn(name, model, task, kind, width=4, config=CONFIG, **options):
+    """prepare → search → fit, as par.learners.task.learn_task does."""
+    strategy = get_strategy(name, **options)
+    body = {"kind": get_method(name).body_kind, "width": width}
+    model = strategy.prepare(model, body, task, 2, CPU)
+    train, val = batches(kind, seed=task), batches(kind, seed=100 + task, shuffle=False)
+    search = strategy.search(model, task, train, val, config)
+    result = search.pop("fit", None) if search else None
+    if result is None:
+        fit(model, task, strategy, train, val, config)
+    return model, strategy
+
+
+def test_methods_chain_like_finetune():
+    for name in ("pn", "ltg", "mntdp-s", "mntdp-d"):
+        chain = get_method(name).assignments(3)
+        assert [a["predecessor"] for a in chain] == [None, 1, 2] and chain[2]["group_tasks"] == [1, 2, 3]
+        assert all(a["strategy"] == name for a in chain)
+
+
+def test_pn_parameter_count_on_the_paper_architecture():
+    """CIFAR100-10, 10 tasks, width 64 (paper Table 4: PN 12.422 M).  By hand:
+    a column 147·64² + 67·64 = 606 400, a head 64·10 + 10 = 650; the laterals of
+    column c (c = 1…9 sources): scales 5c, four 1×1 convs and fc_r 5·(4096c + 64),
+    the u-stages 36·4096 + 512 + 3·(37·4096 + 640) = 604 544, fc_u 650:
+    20 485c + 605 514.  Total 10·607 050 + 20 485·45 + 9·605 514 = 12 441 951."""
+    strategy = get_strategy("pn")
+    model = None
+    with torch.random.fork_rng():
+        for t in range(1, 11):
+            model = strategy.prepare(model, {"kind": "pn", "width": 64}, t, 10, CPU)
+    assert column_parameters(64) == 606_400
+    assert count_parameters(model) == 12_441_951 == pn_parameters(64, [10] * 10)
+    assert abs(count_parameters(model) / 1e6 - 12.422) <= 0.1 * 12.422  # Table 4's scale (targets' ±10 %)
+
+
+def old_parameters(model, tasks_modules):
+    return [(n, p.detach().clone()) for m in tasks_modules for n, p in m.named_parameters()]
+
+
+@pytest.mark.parametrize("name", ["pn", "ltg", "mntdp-s", "mntdp-d"])
+def test_old_modules_get_no_gradient_and_stay_bit_identical(name):
+    torch.manual_seed(0)
+    options = {"search_epochs": 1} if name == "ltg" else {}
+    model, _ = learn(name, None, 1, kind=0, **options)
+    model, _ = learn(name, model, 2, kind=1, **options)
+    x = batches(0, seed=7, shuffle=False).__iter__().__next__()[0]
+    model.eval()
+    before_out = {u: model(x, u).detach().clone() for u in (1, 2)}
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    # A new task: one batch's gradient leaves every old parameter without gradient.
+    strategy = get_strategy(name, **options)
+    model = strategy.prepare(model, {"kind": get_method(name).body_kind, "width": 4}, 3, 2, CPU)
+    train, val = batches(2, seed=3), batches(2, seed=103, shuffle=False)
+    search = strategy.search(model, 3, train, val, CONFIG)
+    xb, yb = next(iter(train))
+    strategy.set_mode(model, 3)
+    model.zero_grad(set_to_none=True)  # earlier training leaves its last gradients behind
+    strategy.loss(model, 3, xb, yb)[0].backward()
+    trainable = {id(p) for p in strategy.parameters(model, 3)}
+    state_names = set(before_state)
+    for n, p in model.named_parameters():
+        if n in state_names:
+            assert id(p) not in trainable, n
+            assert p.grad is None or not p.grad.any(), n
+    if not (search and search.get("fit")):
+        fit(model, 3, strategy, train, val, CONFIG)
+    for k, v in before_state.items():
+        assert torch.equal(model.state_dict()[k], v), k  # weights and BatchNorm statistics
+    model.eval()
+    for u in (1, 2):
+        assert torch.equal(model(x, u), before_out[u])
+
+
+def test_pn_architecture_and_count_after_three_tasks(tmp_path):
+    """Width 4, two classes.  Column 147·16 + 67·4 = 2620, head 4·2 + 2 = 10;
+    laterals of column c: 5c + 5·(16c + 4) + (36·16 + 32) + 3·(37·16 + 40) + 10
+    = 85c + 2534.  After three tasks: 3·2630 + 2619 + 2704 = 13 213."""
+    torch.manual_seed(0)
+    model = None
+    for t in (1, 2, 3):
+        model, strategy = learn("pn", model, t, kind=t)
+    assert count_parameters(model) == 13_213
+    assert strategy.architecture(model, 3) == {"column": 3, "lateral_from_tasks": [1, 2],
+                                               "new": ["column", "laterals"],
+                                               "reused": ["column of task 1", "column of task 2"]}
+    save_model(tmp_path / "s.pt", model)
+    again = load_model(tmp_path / "s.pt")
+    assert count_parameters(again) == 13_213
+    x = next(iter(batches(0, shuffle=False)))[0]
+    model.eval(), again.eval()
+    assert all(torch.equal(model(x, u), again(x, u)) for u in (1, 2, 3))
+
+
+# MNTDP module sizes at width w: stem 27w + 2w; stage 1 2·(18w² + 4w); stages 2-4 add a 1×1 + BN (w² + 2w).
+def module_parameters(w, depth):
+    return 29 * w if depth == 0 else 36 * w * w + 8 * w + (0 if depth == 1 else w * w + 2 * w)
+
+
+@pytest.mark.parametrize("name", ["mntdp-s", "mntdp-d"])
+def test_mntdp_record_and_count_after_three_tasks(name, tmp_path):
+    torch.manual_seed(0)
+    model = None
+    for t in (1, 2, 3):
+        model, strategy = learn(name, model, t, kind=t)
+        arch = strategy.architecture(model, t)
+        path = model.body.paths[t]
+        k = arch["reused_modules"]
+        if t > 1:
+            assert path[:k] == model.body.paths[arch["prior_task"]][:k]
+            assert set(arch["candidate_val_accuracy"]) == {"0", "1", "2", "3", "4", "5"}
+        assert len(arch["new"]) == 5 - k + 1  # new modules and the head
+    w = 4
+    assert model.body.used() == set(model.body.depth)  # no orphan module: the library is the union of paths
+    expected = sum(module_parameters(w, d) for d in model.body.depth.values()) + 3 * (w * 2 + 2)
+    assert count_parameters(model) == expected
+    assert module_parameters(w, 0) + sum(module_parameters(w, d) for d in range(1, 5)) == column_parameters(w)
+    save_model(tmp_path / "s.pt", model)
+    assert load_model(tmp_path / "s.pt").body.paths == model.body.paths
+
+
+def test_ltg_record_and_count_after_three_tasks():
+    """Per layer: the options' convs (3·3·cin·cout, the downsamples 1·1·w·w), an adapter
+    (cin·cout) per adapting task, a BatchNorm (2w) per task per layer; heads 2w + 2."""
+    torch.manual_seed(0)
+    model = None
+    for t in (1, 2, 3):
+        model, strategy = learn("ltg", model, t, kind=t, search_epochs=1)
+    body, w = model.body, 4
+    arch = strategy.architecture(model, 3)
+    assert len(arch["layers"]) == 20 and arch["reuse"] + arch["adapt"] + arch["new"] == 20
+    expected = 3 * (2 * w + 2) + 3 * 20 * 2 * w
+    for i, (cin, cout, k, _) in enumerate(body.layers):
+        expected += len(body.options[i]) * k * k * cin * cout
+        expected += sum(cin * cout for t in (1, 2, 3) if body.arch[t][i][0] == "adapt")
+        # options grow only by "new" choices
+        assert len(body.options[i]) == 1 + sum(body.arch[t][i][0] == "new" for t in (2, 3))
+    assert count_parameters(model) == expected
+
+
+def test_knn_accuracy_by_hand():
+    train = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    val = torch.tensor([[0.5], [10.5], [5.4]])
+    assert knn_accuracy(train, labels, val, torch.tensor([0, 1, 0]), 1) == 1.0
+    assert knn_accuracy(train, labels, val, torch.tensor([0, 1, 1]), 3) == pytest.approx(2 / 3)
+
+
+def test_mntdp_prior_picks_the_repeated_task_and_reuses_its_path():
+    """Task 3 repeats task 1's data.  Task 2's path is new and uninformative (its
+    stem's conv zeroed: every feature 0, so its k-NN is at chance), so the prior picks
+    task 1; all candidates reach the same validation accuracy on these easy
+    images, and the tie keeps the full reuse of task 1's path (only a new head)."""
+    torch.manual_seed(0)
+    model, _ = learn("mntdp-d", None, 1, kind=0, config=TrainConfig(epochs=10, lr=0.05, batch_size=16, augment=False))
+    assert evaluate(model, 1, batches(0, seed=101, shuffle=False)) == 1.0
+    body = model.body
+    body.paths[2] = [body.add_module_at(d) for d in range(5)]  # a constructed second path
+    model.heads["2"] = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        body.module(body.paths[2][0])[0].weight.zero_()
+    strategy = get_strategy("mntdp-d")
+    model = strategy.prepare(model, None, 3, 2, CPU)
+    train, val = batches(0, seed=1), batches(0, seed=101, shuffle=False)
+    prior, scores = strategy.prior(model, 3, train, val)
+    assert prior == 1 and scores[2] < scores[1], scores
+    n_before = count_parameters(model)
+    strategy.search(model, 3, train, val, TrainConfig(epochs=3, lr=0.05, batch_size=16, augment=False))
+    assert model.body.paths[3] == model.body.paths[1], strategy.architecture(model, 3)
+    assert strategy.architecture(model, 3)["reused_modules"] == 5
+    assert count_parameters(model) == n_before  # the head was already added by prepare
+    assert evaluate(model, 3, val) == 1.0
+
