@@ -13,12 +13,12 @@ from par.tables import (aggregate_html, aggregate_markdown, aggregate_table, pla
                         summary_markdown, summary_table)
 
 with job_log(snakemake.log[0]) as log:
-    summary = summary_table([read_parquet(p) for p in snakemake.input])
+    summary = summary_table([read_parquet(p) for p in snakemake.input.metrics])
     aggregate = aggregate_table(summary)
     # the tables combine runs: their provenance lists every code hash, extractor
     # weights, device and package versions that went into them (key upstream)
     metadata = {"provenance": provenance_json(provenance(snakemake.params, "cpu",
-                                                         upstream=[read_provenance(p) for p in snakemake.input]))}
+                                                         upstream=[read_provenance(p) for p in snakemake.input.metrics]))}
     write_parquet(snakemake.output.summary, summary, schemas.SUMMARY, metadata)
     write_parquet(snakemake.output.aggregate, aggregate, schemas.AGGREGATE, metadata)
     pages = [(snakemake.output.summary_md, summary_markdown(summary)),
