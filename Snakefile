@@ -1,12 +1,13 @@
 """PAR (Wang et al., CVPR 2023) reproduction pipeline.
 
-    snakemake --cores 8 --resources gpu=2 all_tables
-    snakemake --cores 2 --configfile=config/demo.yaml all_tables
-    snakemake --cores 8 --resources gpu=2 paper     # the paper's Tables 1-5 and Fig. 3-6
-    snakemake paper --report report.html          # HTML report of the tables and figures
+    snakemake all_tables --cores 2 --configfile config/demo.yaml       # CPU demo, minutes
+    snakemake all_tables --report report.html --configfile config/demo.yaml  # its HTML report
+    snakemake all_tables --cores 8 --resources gpu=2                   # paper scale (config/config.yaml)
+    snakemake paper --cores 8 --resources gpu=2     # the paper's Tables 1-5 and Fig. 3-6
+    snakemake paper --report report.html            # HTML report of the tables and figures
 
-(`--configfile` takes several files: write `--configfile=FILE`, or put the
-target before it, so that `all_tables` is not read as a config file.)
+(`--configfile` and `--resources` take several values: put the target first,
+or write `--configfile=FILE`, so that `all_tables` is not read as one of them.)
 """
 import copy
 

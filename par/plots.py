@@ -1,4 +1,6 @@
-"""Figures: the task-distance heatmap (paper Fig. 6) and AP against parameter count."""
+"""Figures: the task-distance heatmap (paper Fig. 6), AP against parameter count,
+the accuracy matrix of a run.  Every figure is written at :data:`DPI` dots per
+inch (readable when printed)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,43 +15,107 @@ import pandas as pd  # noqa: E402
 from par.io import atomic_path  # noqa: E402
 
 
+DPI = 160
+
+
 def _save(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
-def distance_heatmap(distances: np.ndarray, path: str | Path, title: str) -> None:
-    """Heatmap of D[i, j] = KL̂(q_i‖q_j) (N, N), annotated, tasks numbered from 1."""
-    n = distances.shape[0]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.6 + 0.6 * n))
-    image = ax.imshow(distances, cmap="viridis")
-    ax.set_xticks(range(n), [str(j + 1) for j in range(n)])
-    ax.set_yticks(range(n), [str(i + 1) for i in range(n)])
-    ax.set_xlabel("earlier task j")
-    ax.set_ylabel("new task i")
-    top = np.nanmax(distances) if distances.size else 0.0
+def _tick_labels(n: int, labels: list[str] | None, width: int = 38) -> list[str]:
+    """``"<t>: <label>"`` per task (1-based), labels shortened to ``width`` characters."""
+    if labels is None:
+        return [str(t + 1) for t in range(n)]
+    return [f"{t + 1}: {text if len(text) <= width else text[:width - 1] + '…'}" for t, text in enumerate(labels)]
+
+
+def _lower_triangle(ax, matrix: np.ndarray, labels: list[str] | None, *, strict: bool, cmap: str,
+                    fmt: str, colour_label: str, vmin=None, vmax=None):
+    """Draw the lower triangle of ``matrix`` (rows i, columns j ≤ i, or j < i when
+    ``strict``), annotated; the other cells are blank."""
+    n = matrix.shape[0]
+    shown = np.tril(np.ones((n, n), dtype=bool), k=-1 if strict else 0)
+    masked = np.ma.masked_where(~shown | np.isnan(matrix), matrix)
+    image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax)
+    ticks = _tick_labels(n, labels)
+    ax.set_xticks(range(n), ticks, rotation=40 if labels else 0, ha="right" if labels else "center", fontsize=8)
+    ax.set_yticks(range(n), ticks, fontsize=8)
+    low = masked.min() if masked.count() else 0.0
+    high = masked.max() if masked.count() else 0.0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{distances[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if distances[i, j] > 0.6 * top else "white")
-    fig.colorbar(image, ax=ax, label="KL(q_i || q_j)")
-    ax.set_title(title)
+            if shown[i, j] and not np.isnan(matrix[i, j]) and n <= 20:
+                bright = (matrix[i, j] - low) > 0.6 * (high - low) if high > low else False
+                ax.text(j, i, format(matrix[i, j], fmt), ha="center", va="center", fontsize=7,
+                        color="black" if bright else "white")
+    ax.figure.colorbar(image, ax=ax, label=colour_label, fraction=0.046)
+    return image
+
+
+def distance_heatmap(distances: np.ndarray, path: str | Path, title: str, labels: list[str] | None = None) -> None:
+    """Heatmap of D[i, j] = KL̂(q_i‖q_j) (N, N) for j < i: a new task i against
+    every earlier task j, the pairs the plan reads (paper Eq. 4-6); the upper
+    triangle and the diagonal are left blank.  ``labels``: one per task
+    (dataset and classes, :func:`task_label`); tasks are numbered from 1."""
+    n = distances.shape[0]
+    size = 0.75 if labels else 0.6
+    fig, ax = plt.subplots(figsize=(2.5 + size * n + (2.0 if labels else 0.0), 1.2 + size * n + (1.6 if labels else 0.0)))
+    _lower_triangle(ax, distances, labels, strict=True, cmap="viridis", fmt=".2f", colour_label="KL(q_i ‖ q_j)")
+    ax.set_xlabel("earlier task j")
+    ax.set_ylabel("new task i")
+    ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 
+def accuracy_heatmap(accuracy: pd.DataFrame, path: str | Path, title: str, labels: list[str] | None = None) -> None:
+    """The accuracy matrix r[t][u] of one run (``accuracy_matrix.parquet``: columns
+    ``after_task`` t, ``task`` u ≤ t, ``accuracy`` a fraction) as a lower-triangular
+    heatmap: row t = the model after learning task t, column u = the task tested;
+    AP is the mean of the last row (Eq. 11)."""
+    n = int(max(accuracy.after_task.max(), accuracy.task.max())) if len(accuracy) else 0
+    matrix = np.full((n, n), np.nan)
+    matrix[accuracy.after_task.to_numpy() - 1, accuracy.task.to_numpy() - 1] = accuracy.accuracy.to_numpy()
+    size = 0.75 if labels else 0.6
+    fig, ax = plt.subplots(figsize=(2.5 + size * n + (2.0 if labels else 0.0), 1.2 + size * n + (1.6 if labels else 0.0)))
+    _lower_triangle(ax, matrix, labels, strict=False, cmap="magma", fmt=".2f", colour_label="test accuracy r[t][u]",
+                    vmin=0.0, vmax=1.0)
+    ax.set_xlabel("task tested u")
+    ax.set_ylabel("after learning task t")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
 def ap_vs_parameters(summary: pd.DataFrame, path: str | Path) -> None:
-    """One panel per benchmark: AP against M (millions), a marker per run and seed."""
+    """One panel per benchmark: AP against M (millions), a marker per run and seed.
+
+    Each run keeps one colour and marker shape in every panel, in the legend's
+    order (runs sorted by name, ``tab10`` colours in that order).  Markers are
+    hollow and shrink from the first run to the last, so runs at the same point
+    (e.g. ``ewc`` and ``finetune``, same network, same M) stay visible one inside
+    the other."""
     benchmarks = sorted(summary.benchmark.unique())
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.5 * len(benchmarks), 3.6), squeeze=False)
+    runs = sorted(summary.run.unique())
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 4.2), squeeze=False)
     for ax, bench in zip(axes[0], benchmarks):
         part = summary[summary.benchmark == bench]
-        for run, rows in part.groupby("run"):
-            ax.scatter(rows.M_millions, rows.AP, label=run)
+        for k, run in enumerate(runs):
+            rows = part[part.run == run]
+            if not len(rows):
+                continue
+            ax.scatter(rows.M_millions, rows.AP, label=run, marker=MARKERS[k % len(MARKERS)],
+                       s=max(30.0, 190.0 - 22.0 * k), facecolors="none", edgecolors=[colours(k % 10)], linewidths=1.6,
+                       zorder=3 + k)
         ax.set_xlabel("M (million parameters)")
-        ax.set_ylabel("AP")
+        ax.set_ylabel("AP (average test accuracy, Eq. 11)")
         ax.set_title(bench)
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
     _save(fig, path)
 
 

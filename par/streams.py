@@ -137,7 +137,15 @@ def load_spec(source, name: str | None = None) -> StreamSpec:
         path = shipped_streams().get(str(source)) or Path(source)
         if not path.is_file():
             raise KeyError(f"no stream spec named {source!r}; shipped: {sorted(shipped_streams())}")
-        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        try:
+            raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise StreamSpecError(f"stream '{name or path.stem}': {path}:{at} does not parse as YAML ({problem})")
+        if not isinstance(raw, dict):
+            raise StreamSpecError(f"stream '{name or path.stem}': {path}: a stream spec is a mapping, got {type(raw).__name__}")
         name = name or raw.get("name", path.stem)
     validate_spec(raw, name)
     entries = []

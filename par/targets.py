@@ -211,7 +211,7 @@ def _wide(cells: pd.DataFrame) -> pd.DataFrame:
     view = view.reindex(columns=order).fillna("")
     view.columns.name = None
     runs = wide.groupby("method", sort=False).run.first()
-    view.insert(0, "run", [runs.get(m) if isinstance(runs.get(m), str) and runs.get(m) else "–" for m in view.index])
+    view.insert(0, "run", [r if isinstance(r := runs.get(m), str) and r else "–" for m in view.index])
     return view.reset_index()
 
 
@@ -234,13 +234,14 @@ def table_markdown(cells: pd.DataFrame, title: str | None = None) -> str:
 
 
 def table_html(title: str, cells: pd.DataFrame) -> str:
-    """A self-contained HTML page of the same table (for ``snakemake --report``)."""
-    notes = "".join(f"<p>{html.escape(line)}</p>" for line in _notes(cells).split("\n\n") if line)
-    return ("<html><head><meta charset='utf-8'><style>td,th{padding:2px 8px;border:1px solid #ccc;font:13px sans-serif}"
-            "table{border-collapse:collapse}</style></head><body>"
-            f"<h3>{html.escape(title)}</h3>{notes}{_wide(cells).to_html(index=False, escape=True)}"
-            "<p>Cells: paper → our mean ± std over seeds (status); within tolerance: |mean − paper| ≤ tolerance + std."
-            "</p></body></html>\n")
+    """A self-contained HTML page of the same table (for ``snakemake --report``),
+    in the report's one style (:func:`par.tables.html_page`)."""
+    from par.tables import frame_html, html_page
+
+    notes = [line for line in _notes(cells).split("\n\n") if line]
+    return html_page(title, frame_html(_wide(cells)), notes + [
+        "Cells: paper → our mean ± std over seeds (status); within tolerance: |mean − paper| ≤ tolerance + std; "
+        "not run: the row's run or benchmark is not configured; not reproduced: the method is not implemented here."])
 
 
 # ---- the README section -------------------------------------------------------------------
@@ -347,21 +348,37 @@ def switch_table(summary: pd.DataFrame, switches, unavailable: dict[str, str], b
     return pd.DataFrame(rows, columns=schemas.SWITCH_ABLATION.names)
 
 
-def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:
-    """Markdown rendering of :func:`switch_table`."""
+def switch_view(table: pd.DataFrame, reference_run: str = "par") -> pd.DataFrame:
+    """:func:`switch_table` with human column names and formatted cells (no NaN)."""
     import pandas as pd
 
-    view = pd.DataFrame({
+    return pd.DataFrame({
         "switch": table.switch, "value": table.value, "run": table.run.fillna("–"), "seeds": table.n_seeds,
         "AP": [_fmt(m) + (f" ± {_fmt(s)}" if n > 1 else "") for m, s, n in zip(table.AP_mean, table.AP_std, table.n_seeds)],
         f"ΔAP vs {reference_run}": [_fmt(v) for v in table.delta_AP],
-        "AF": [_fmt(v) for v in table.AF_mean], "M (M)": [_fmt(v) for v in table.M_millions_mean],
-        "experts": [_fmt(v, 1) for v in table.n_groups_mean], "T (h)": [_fmt(v) for v in table.hours_mean],
+        "AF": [_fmt(v) for v in table.AF_mean], "M (millions)": [_fmt(v) for v in table.M_millions_mean],
+        "experts": [_fmt(v, 1) for v in table.n_groups_mean], "T (hours)": [_fmt(v) for v in table.hours_mean],
         "status": table.status, "what": table.what,
     })
+
+
+def _switch_title(table: pd.DataFrame, reference_run: str) -> str:
     bench = table.benchmark.iloc[0] if len(table) else ""
-    return (f"## Paper-text switches of SPEC on {bench}, one run each (everything else as `{reference_run}`)\n\n"
-            + view.to_markdown(index=False) + "\n")
+    return f"Paper-text switches of SPEC on {bench}, one run each (everything else as `{reference_run}`)"
+
+
+def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:
+    """Markdown rendering of :func:`switch_table`."""
+    return f"## {_switch_title(table, reference_run)}\n\n" + switch_view(table, reference_run).to_markdown(index=False) + "\n"
+
+
+def switch_html(table: pd.DataFrame, reference_run: str = "par") -> str:
+    """HTML page of :func:`switch_table` in the report's style."""
+    from par.tables import frame_html, html_page
+
+    return html_page(_switch_title(table, reference_run), frame_html(switch_view(table, reference_run)), [
+        f"ΔAP: the run's mean AP minus that of `{reference_run}`; M in millions of parameters, T in hours of "
+        "summed job wall time; – : no value."])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,12 @@ from par.planning import TaskDecision
 from par.provenance import cached_code_hash
 from par.resume import record_owner, stale_lock_hint
 from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
+from par.validation import InputError, check_results_dir, check_streams
 
+try:
+    check_results_dir(config["results_dir"])
+except InputError as err:
+    raise WorkflowError(str(err))
 RESULTS = config["results_dir"].rstrip("/")
 BENCHMARK_NAMES = config["benchmarks"]
 SEEDS = config["seeds"]
@@ -56,6 +61,15 @@ def stream_tasks(bench, seed):
         return resolve_tasks(STREAMS[bench], int(seed))
     except StreamSpecError as err:
         raise WorkflowError(str(err))
+
+
+# Bad class names/ids, sizes beyond the data, empty or unreadable dataset sources:
+# stop before any job, one line naming stream, task, key or path (par/validation.py).
+try:
+    check_streams({b: [t for s in SEEDS for t in stream_tasks(b, s)] for b in BENCHMARK_NAMES},
+                  config["data_root"], set(USER_DATASETS), ".snakemake/par-dataset-index.json")
+except InputError as err:
+    raise WorkflowError(str(err))
 
 
 def results(path):
@@ -324,6 +338,9 @@ def get_run_outputs(wildcards):
 METRICS = [results(f"runs/{b}/seed{s}/{r}/metrics.parquet") for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 TABLES = [results(f"tables/{name}") for name in
           ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")]
+# What the report shows of every run (rule tables, report.smk): one entry per (bench, seed[, run]).
+REPORT_SEEDS = [(b, s) for b in BENCHMARK_NAMES for s in SEEDS]
+REPORT_RUNS = [(b, s, r) for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 
 
 # ---- stop before any job when data or weights cannot be had ------------------------------

@@ -152,8 +152,9 @@ for _target, _files in PAPER_OUTPUTS.items():
 
 
 rule paper:
-    """Every table and figure of the paper (Tables 1-5, Fig. 3-6) and the switch ablation."""
+    """Every table and figure of the paper (Tables 1-5, Fig. 3-6) and the switch ablation
+    that the configured benchmarks and runs fill; the others are named in the report."""
     localrule: True
     input:
-        [f for files in PAPER_OUTPUTS.values() for f in files],
+        [f for target, files in PAPER_OUTPUTS.items() if target not in PAPER_LEFT_OUT for f in files],
         TABLES,

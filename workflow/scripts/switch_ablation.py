@@ -6,7 +6,7 @@ from par.ablations import selected_switches
 from par.io import atomic_path, read_parquet, write_parquet
 from par.logs import job_log
 from par.provenance import provenance, provenance_json, read_provenance
-from par.targets import run_summary, switch_markdown, switch_table
+from par.targets import run_summary, switch_html, switch_markdown, switch_table
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params
@@ -18,6 +18,5 @@ with job_log(snakemake.log[0]) as log:
     with atomic_path(snakemake.output.markdown) as tmp:
         Path(tmp).write_text(markdown)
     with atomic_path(snakemake.output.html) as tmp:
-        Path(tmp).write_text("<html><head><meta charset='utf-8'></head><body>"
-                             + table.to_html(index=False, na_rep="–") + "</body></html>\n")
+        Path(tmp).write_text(switch_html(table, p.reference_run))
     log.info("\n%s", markdown)
