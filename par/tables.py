@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from par import schemas
+from par.formatting import format_number
 
 # Which paper table a metric is taken from, in order of preference: Table 3 is
 # the main comparison on classical benchmarks; Table 4 reports M; Table 5 T.
@@ -68,10 +69,6 @@ def _pm(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _num(value, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
 def aggregate_markdown(aggregate: pd.DataFrame) -> str:
     """A readable Markdown rendering of :func:`aggregate_table`."""
     view = pd.DataFrame({
@@ -79,13 +76,13 @@ def aggregate_markdown(aggregate: pd.DataFrame) -> str:
         "run": aggregate.run,
         "seeds": aggregate.n_seeds,
         "AP": [_pm(m, s, 3) for m, s in zip(aggregate.AP_mean, aggregate.AP_std)],
-        "paper AP": [_num(v, 3) for v in aggregate.paper_AP],
+        "paper AP": [format_number(v, 3) for v in aggregate.paper_AP],
         "AF": [_pm(m, s, 3) for m, s in zip(aggregate.AF_mean, aggregate.AF_std)],
-        "paper AF": [_num(v, 3) for v in aggregate.paper_AF],
+        "paper AF": [format_number(v, 3) for v in aggregate.paper_AF],
         "M (M)": [_pm(m, s, 3) for m, s in zip(aggregate.M_millions_mean, aggregate.M_millions_std)],
-        "paper M": [_num(v, 3) for v in aggregate.paper_M_millions],
+        "paper M": [format_number(v, 3) for v in aggregate.paper_M_millions],
         "T (h)": [_pm(m, s, 3) for m, s in zip(aggregate.hours_mean, aggregate.hours_std)],
-        "paper T": [_num(v, 1) for v in aggregate.paper_hours],
+        "paper T": [format_number(v, 1) for v in aggregate.paper_hours],
     })
     weights = "; ".join(sorted(set(aggregate.extractor_weights)))
     return (view.to_markdown(index=False) + "\n\nAP, AF: fractions (Eq. 11); M: parameters of all experts and heads "
