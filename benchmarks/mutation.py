@@ -10,8 +10,8 @@ and each mutant is run against only the module's related test files (mutmut 3
 then runs, per mutant, only those of them that call the mutated function).
 Per module it prints killed / survived / no tests / timeouts and the kill rate,
 writes ``benchmarks/mutation/<module>.json`` (summary and surviving mutants) and
-with ``--diffs`` ``benchmarks/mutation/<module>.diff`` (the survivors' diffs, to judge
-which are equivalent; ``mutmut show <name>`` in the scratch copy shows one).  The real CIFAR-10 slice of the tests is read from
+``benchmarks/mutation/<module>.diff`` (each survivor's original and mutated line, to
+judge which are equivalent).  The real CIFAR-10 slice of the tests is read from
 ``PAR_SHARED_DATA`` (default ``../shared/data``).
 """
 from __future__ import annotations
@@ -50,20 +50,47 @@ def _mutmut() -> str:
     return exe
 
 
-def run_module(name: str, max_children: int, with_diffs: bool = False) -> dict:
+def survivor_diffs(mutated_source: Path, survivors: list[str]) -> list[str]:
+    """``name: original line => mutated line`` of each survivor, from mutmut's mutated
+    copy of the module (each mutant is a copy of its function, ``x_<f>__mutmut_<n>``)."""
+    import ast
+    import difflib
+    import re
+
+    source = mutated_source.read_text()
+    functions = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions[node.name] = ast.get_source_segment(source, node).splitlines()[1:]
+    out = []
+    for name in survivors:
+        mutant = name.split(".")[-1]
+        original = re.sub(r"__mutmut_\d+$", "__mutmut_orig", mutant)
+        if mutant not in functions or original not in functions:
+            out.append(f"{name}: (not found)")
+            continue
+        lines = [l for l in difflib.unified_diff(functions[original], functions[mutant], lineterm="", n=0)
+                 if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+        out.append(f"{name}: " + " => ".join(l[1:].strip() for l in lines))
+    return out
+
+
+def run_module(name: str, max_children: int) -> dict:
     """Mutate one module in a scratch copy; returns the summary dict."""
     module, tests = MODULES[name]
     with tempfile.TemporaryDirectory(prefix=f"mutmut-{name}-") as tmp:
         work = Path(tmp)
         shutil.copytree(REPO / "par", work / "par", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "workflow" / "schemas", work / "workflow" / "schemas")   # the defaults
         (work / "pyproject.toml").write_text(
             (REPO / "pyproject.toml").read_text()
             + "\n[tool.mutmut]\n"
             + 'source_paths = ["par"]\n'
             + f"only_mutate = {json.dumps([module])}\n"
             + f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-            + 'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider"]\n')
+            + 'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider"]\n'
+            + 'also_copy = ["workflow/schemas"]\n')
         env = {**os.environ, "PAR_SHARED_DATA": os.environ.get("PAR_SHARED_DATA", str(REPO.parent / "shared" / "data"))}
         env.pop("PYTHONPATH", None)   # par must come from mutmut's copy
         start = time.perf_counter()
@@ -72,21 +99,19 @@ def run_module(name: str, max_children: int, with_diffs: bool = False) -> dict:
         seconds = time.perf_counter() - start
         subprocess.run([_mutmut(), "export-cicd-stats"], cwd=work, env=env, capture_output=True, text=True)
         stats_path = work / "mutants" / "mutmut-cicd-stats.json"
-        if not stats_path.exists():
+        if not stats_path.exists() or not json.loads(stats_path.read_text())["killed"]:
             raise SystemExit(f"{name}: mutmut gave no results:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         stats = json.loads(stats_path.read_text())
         results = subprocess.run([_mutmut(), "results"], cwd=work, env=env, capture_output=True, text=True).stdout
         survivors = [line.split(":")[0].strip() for line in results.splitlines() if line.strip().endswith("survived")]
-        diffs = [subprocess.run([_mutmut(), "show", m], cwd=work, env=env, capture_output=True, text=True).stdout
-                 for m in survivors] if with_diffs else []
+        diffs = survivor_diffs(work / "mutants" / module, survivors)
     decided = stats["killed"] + stats["survived"] + stats["timeout"]
     summary = {"module": module, "tests": tests, **stats, "seconds": round(seconds),
                "kill_rate": round((stats["killed"] + stats["timeout"]) / decided, 4) if decided else None,
                "survivors": survivors}
     OUT.mkdir(exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if with_diffs:
-        (OUT / f"{name}.diff").write_text("\n".join(diffs))
+    (OUT / f"{name}.diff").write_text("\n".join(diffs) + "\n")
     return summary
 
 
@@ -95,7 +120,6 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
-    parser.add_argument("--diffs", action="store_true", help="also write the survivors' diffs (one mutmut call each: slow)")
     args = parser.parse_args(argv)
     if args.list:
         for name, (module, tests) in MODULES.items():
@@ -105,7 +129,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
     for name in args.modules or list(MODULES):
-        s = run_module(name, args.max_children, args.diffs)
+        s = run_module(name, args.max_children)
         rate = "n/a" if s["kill_rate"] is None else f"{100 * s['kill_rate']:.1f} %"
         print(f"{name}: {s['killed']} killed, {s['survived']} survived, {s['no_tests']} without tests, "
               f"{s['timeout']} timeouts of {s['total']}: kill rate {rate} ({s['seconds']} s)", flush=True)

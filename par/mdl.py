@@ -20,9 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from par.cells import N_EDGES, PRIMITIVES, STEPS, Genotype, SuperNet
+from par.config import schema_defaults
 from par.training import Batches, TrainConfig, fit
 
 log = logging.getLogger(__name__)
+
+_SEARCH, _TRAINING = schema_defaults("search"), schema_defaults("training")
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -112,25 +115,27 @@ def derive_genotype(p_normal: torch.Tensor, p_reduce: torch.Tensor) -> Genotype:
 
 @dataclass
 class SearchConfig:
-    """Hyperparameters of the cell search (defaults: authors' run_files/*/par2.sh)."""
+    """Hyperparameters of the cell search: the config section ``search`` (authors'
+    run_files/*/par2.sh), the expert's ``factorized_reduce_bn`` and the training
+    section's augmentation and evaluation batch (the workflow's get_search_params
+    passes them).  Defaults come from the config schema, the one place they live."""
 
-    sample_epochs: int = 100
-    lr: float = 0.01
-    lr_min: float = 1e-5          # cosine floor of the supernet optimizer (authors' mdenas_search.py)
-    momentum: float = 0.9
-    weight_decay: float = 0.003
-    lr_search: float = 0.01       # step of the distribution update
-    mdl_update: str = "probs"
-    batch_size: int = 64
-    grad_clip: float = 5.0        # authors' AutoSearch default
-    channels: int = 64
-    n_layers: int = 4
-    augment: bool = True
-    factorized_reduce_bn: bool = False   # authors' code: FactorizedReduce skips its BN (docs/spec.md §4)
-    # The training augmentation and evaluation batch (config section training), set by the workflow.
-    crop_padding: int = 4
-    brightness: float = 63 / 255
-    eval_batch_size: int = 500
+    sample_epochs: int = _SEARCH["sample_epochs"]
+    lr: float = _SEARCH["lr"]
+    lr_min: float = _SEARCH["lr_min"]
+    momentum: float = _SEARCH["momentum"]
+    weight_decay: float = _SEARCH["weight_decay"]
+    lr_search: float = _SEARCH["lr_search"]
+    mdl_update: str = _SEARCH["mdl_update"]
+    batch_size: int = _SEARCH["batch_size"]
+    grad_clip: float = _SEARCH["grad_clip"]
+    channels: int = _SEARCH["channels"]
+    n_layers: int = _SEARCH["n_layers"]
+    augment: bool = _SEARCH["augment"]
+    factorized_reduce_bn: bool = schema_defaults("expert")["factorized_reduce_bn"]
+    crop_padding: int = _TRAINING["crop_padding"]
+    brightness: float = _TRAINING["brightness"]
+    eval_batch_size: int = _TRAINING["eval_batch_size"]
 
     def train_config(self) -> TrainConfig:
         """The supernet's training as a :class:`par.training.TrainConfig` (one

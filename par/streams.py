@@ -235,7 +235,7 @@ def task_dependencies(task: dict) -> list[int]:
 
 # ---- cutting a task from the dataset's labels --------------------------------------------
 
-def _val_pools(labels: np.ndarray, classes, pool_size: int, split_seed: int) -> dict[int, np.ndarray]:
+def _val_pools(labels: np.ndarray, pool_size: int, split_seed: int) -> dict[int, np.ndarray]:
     # CTrL: a fixed validation pool per class carved from the train split with its own seed.
     rs = np.random.RandomState(split_seed)
     out = {}
@@ -303,14 +303,11 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         train_mask &= np.asarray(train_users).astype(str) == uid
         if test_users is not None and len(test_users):
             test_mask &= np.asarray(test_users).astype(str) == uid
-    pools = None
-    if split["kind"] == "pool":
-        pool_size = split["val_pool"].get(task["dataset"], split.get("default_val_pool", 0))
-        pools = _val_pools(train_labels, classes, pool_size, split["split_seed"] if split["split_seed"] is not None else 17)
     rng = _rng(task["seed"], number, _SAMPLES)
     val_fraction = caps["val_fraction"] if caps["val_fraction"] is not None else split.get("val_fraction", 0.1)
-    authors = (cifar100_validation_split(train_labels, task["seed"], val_fraction, caps["max_train_per_class"])
-               if split["kind"] == "cifar100-authors" else None)
+    if split["kind"] not in SPLIT_KINDS:
+        raise ValueError(f"task {number}: unknown split kind {split['kind']!r}; one of {sorted(SPLIT_KINDS)}")
+    carve = SPLIT_KINDS[split["kind"]](task, train_labels, caps, val_fraction)
     train, val, test = [], [], []
     test_source = "train" if len(test_labels) == 0 else "test"
     for c in classes:
@@ -325,23 +322,7 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         if caps["max_test_per_class"] is not None:
             tidx = tidx[:caps["max_test_per_class"]]
         tidx = _take(tidx, sizes["test"], "test", c, number)
-        if authors is not None:  # the authors' CIFAR-100 draw over the whole train split (seed only)
-            vidx, pool = authors[c]
-            vidx = vidx if sizes["val"] is None else vidx[:sizes["val"]]
-        elif pools is not None:
-            vpool = pools[c]
-            in_pool = np.isin(pool, vpool)
-            vidx, pool = pool[in_pool], pool[~in_pool]
-            if caps["max_train_per_class"] is not None:
-                pool = pool[:caps["max_train_per_class"]]
-            vidx = vidx if sizes["val"] is None else vidx[:sizes["val"]]
-        else:
-            if caps["max_train_per_class"] is not None:
-                pool = pool[:caps["max_train_per_class"]]
-            n_val = sizes["val"] if split["kind"] == "count" else int(round(val_fraction * len(pool)))
-            vidx, pool = pool[:n_val], pool[n_val:]
-            if split["kind"] != "count" and sizes["val"] is not None:
-                vidx = vidx[:sizes["val"]]
+        vidx, pool = carve(c, pool)
         tridx = pool if sizes["train"] is None else pool[:sizes["train"]]
         if len(tridx) == 0 or len(vidx) == 0 or len(tidx) == 0:
             raise ValueError(
@@ -359,6 +340,66 @@ def prepare_task(task: dict, train_labels: np.ndarray, test_labels: np.ndarray, 
         "train": np.sort(np.concatenate(train)).tolist(), "val": np.sort(np.concatenate(val)).tolist(),
         "test": np.sort(np.concatenate(test)).tolist(), "test_source": test_source,
     }
+
+
+# ---- the split kinds: per class c, (validation indices, remaining train pool) ----------------
+# Each takes (task, train_labels, caps, val_fraction) and returns carve(c, pool), pool being
+# c's train images (after the user filter), shuffled by the task's generator.
+
+def _cap(pool: np.ndarray, caps: dict) -> np.ndarray:
+    return pool if caps["max_train_per_class"] is None else pool[:caps["max_train_per_class"]]
+
+
+def _cap_val(vidx: np.ndarray, sizes: dict) -> np.ndarray:
+    return vidx if sizes["val"] is None else vidx[:sizes["val"]]
+
+
+def _fraction_split(task: dict, train_labels: np.ndarray, caps: dict, val_fraction: float):
+    """``fraction`` (CIFAR, docs/spec.md §8): the first round(val_fraction · n) of the
+    (capped) pool are validation images, at most ``sizes.val``."""
+    def carve(c, pool):
+        pool = _cap(pool, caps)
+        n_val = int(round(val_fraction * len(pool)))
+        return _cap_val(pool[:n_val], task["sizes"]), pool[n_val:]
+    return carve
+
+
+def _count_split(task: dict, train_labels: np.ndarray, caps: dict, val_fraction: float):
+    """``count``: exactly ``sizes.val`` validation images from the (capped) pool."""
+    def carve(c, pool):
+        pool = _cap(pool, caps)
+        n_val = task["sizes"]["val"]
+        return pool[:n_val], pool[n_val:]
+    return carve
+
+
+def _pool_split(task: dict, train_labels: np.ndarray, caps: dict, val_fraction: float):
+    """``pool`` (CTrL): a fixed validation pool of ``val_pool[dataset]`` images per class,
+    carved with ``split_seed`` (17) whatever the run seed; validation images are the
+    pool's members in the shuffled pool (at most ``sizes.val``), train the rest (capped)."""
+    split = task["split"]
+    pool_size = split["val_pool"].get(task["dataset"], split.get("default_val_pool", 0))
+    pools = _val_pools(train_labels, pool_size, split["split_seed"] if split["split_seed"] is not None else 17)
+
+    def carve(c, pool):
+        in_pool = np.isin(pool, pools[c])
+        return _cap_val(pool[in_pool], task["sizes"]), _cap(pool[~in_pool], caps)
+    return carve
+
+
+def _authors_split(task: dict, train_labels: np.ndarray, caps: dict, val_fraction: float):
+    """``cifar100-authors``: the authors' CIFAR-100 draw over the whole train split
+    (:func:`par.class_orders.cifar100_validation_split`; seed only, not the task)."""
+    authors = cifar100_validation_split(train_labels, task["seed"], val_fraction, caps["max_train_per_class"])
+
+    def carve(c, pool):
+        vidx, rest = authors[c]
+        return _cap_val(vidx, task["sizes"]), rest
+    return carve
+
+
+SPLIT_KINDS = {"fraction": _fraction_split, "count": _count_split, "pool": _pool_split,
+               "cifar100-authors": _authors_split}
 
 
 def _resolve_classes(task: dict, class_names: list[str], earlier: dict[int, dict]) -> list[int]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from par import schemas
+from par.formatting import format_number
 
 # Which paper table a metric is taken from, in order of preference: Table 3 is
 # the main comparison on classical benchmarks; Table 4 reports M; Table 5 T.
@@ -68,10 +69,6 @@ def _pm(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if std is None or np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _num(value, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
-
-
 # Weights a run without a plan records: the column means nothing for it.
 UNUSED_WEIGHTS = "unused"
 
@@ -97,13 +94,13 @@ def aggregate_view(aggregate: pd.DataFrame) -> pd.DataFrame:
         "run": aggregate.run,
         "seeds": aggregate.n_seeds,
         "AP": [_pm(m, s, 3) for m, s in zip(aggregate.AP_mean, aggregate.AP_std)],
-        "paper AP": [_num(v, 3) for v in aggregate.paper_AP],
+        "paper AP": [format_number(v, 3) for v in aggregate.paper_AP],
         "AF": [_pm(m, s, 3) for m, s in zip(aggregate.AF_mean, aggregate.AF_std)],
-        "paper AF": [_num(v, 3) for v in aggregate.paper_AF],
+        "paper AF": [format_number(v, 3) for v in aggregate.paper_AF],
         "M (millions)": [_pm(m, s, 3) for m, s in zip(aggregate.M_millions_mean, aggregate.M_millions_std)],
-        "paper M": [_num(v, 3) for v in aggregate.paper_M_millions],
+        "paper M": [format_number(v, 3) for v in aggregate.paper_M_millions],
         "T (hours)": [_pm(m, s, 3) for m, s in zip(aggregate.hours_mean, aggregate.hours_std)],
-        "paper T": [_num(v, 1) for v in aggregate.paper_hours],
+        "paper T": [format_number(v, 1) for v in aggregate.paper_hours],
     })
 
 
@@ -128,9 +125,9 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     """:func:`summary_table` with human column names and formatted cells (no NaN)."""
     return pd.DataFrame({
         "benchmark": summary.benchmark, "run": summary.run, "method": summary.method, "seed": summary.seed,
-        "AP": [_num(v, 4) for v in summary.AP], "AF": [_num(v, 4) for v in summary.AF],
-        "M (millions)": [_num(v, 4) for v in summary.M_millions], "T (hours)": [_num(v, 4) for v in summary.hours],
-        "critical path (hours)": [_num(v, 4) for v in summary.critical_path_hours],
+        "AP": [format_number(v, 4) for v in summary.AP], "AF": [format_number(v, 4) for v in summary.AF],
+        "M (millions)": [format_number(v, 4) for v in summary.M_millions], "T (hours)": [format_number(v, 4) for v in summary.hours],
+        "critical path (hours)": [format_number(v, 4) for v in summary.critical_path_hours],
         "experts": summary.n_groups,
         "relatedness extractor": [_weights(v) for v in summary.extractor_weights],
     })

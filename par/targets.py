@@ -43,6 +43,7 @@ import numpy as np
 
 from par import schemas
 from par.io import CorruptFileError
+from par.formatting import format_number
 
 if TYPE_CHECKING:  # imported where used: the workflow reads the targets while parsing (issue 8)
     import pandas as pd
@@ -189,16 +190,12 @@ def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
     return pd.DataFrame(rows, columns=schemas.TARGET_CELLS.names)
 
 
-def _fmt(value, digits: int = 3) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
 def cell_text(row) -> str:
     """``paper → ours ± std (status)`` of one cell, as in the Markdown tables."""
-    paper = _fmt(row.paper)
+    paper = format_number(row.paper)
     if row.status in (NOT_REPRODUCED, NOT_RUN) or row.n_seeds == 0:
         return f"{paper} ({row.status})"
-    ours = _fmt(row.mean) + (f" ± {_fmt(row.std)}" if row.n_seeds > 1 else "")
+    ours = format_number(row.mean) + (f" ± {format_number(row.std)}" if row.n_seeds > 1 else "")
     return f"{paper} → {ours} ({row.status})"
 
 
@@ -354,10 +351,10 @@ def switch_view(table: pd.DataFrame, reference_run: str = "par") -> pd.DataFrame
 
     return pd.DataFrame({
         "switch": table.switch, "value": table.value, "run": table.run.fillna("–"), "seeds": table.n_seeds,
-        "AP": [_fmt(m) + (f" ± {_fmt(s)}" if n > 1 else "") for m, s, n in zip(table.AP_mean, table.AP_std, table.n_seeds)],
-        f"ΔAP vs {reference_run}": [_fmt(v) for v in table.delta_AP],
-        "AF": [_fmt(v) for v in table.AF_mean], "M (millions)": [_fmt(v) for v in table.M_millions_mean],
-        "experts": [_fmt(v, 1) for v in table.n_groups_mean], "T (hours)": [_fmt(v) for v in table.hours_mean],
+        "AP": [format_number(m) + (f" ± {format_number(s)}" if n > 1 else "") for m, s, n in zip(table.AP_mean, table.AP_std, table.n_seeds)],
+        f"ΔAP vs {reference_run}": [format_number(v) for v in table.delta_AP],
+        "AF": [format_number(v) for v in table.AF_mean], "M (millions)": [format_number(v) for v in table.M_millions_mean],
+        "experts": [format_number(v, 1) for v in table.n_groups_mean], "T (hours)": [format_number(v) for v in table.hours_mean],
         "status": table.status, "what": table.what,
     })
 
