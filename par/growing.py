@@ -1,13 +1,13 @@
-"""Growing bodies: Progressive Networks, Learn to Grow and MNTDP (SPEC §10).
+"""Growing bodies: Progressive Networks, Learn to Grow and MNTDP (docs/spec.md §10).
 
 Each body is a :class:`par.models.MultiHeadModel` body whose forward takes the
 task (``forward(x, task)`` → (n, width) features; ``task_conditioned``), holds
 every module any task so far uses, and describes itself by a JSON-able spec
 (:meth:`spec`) that grows with the tasks, so a saved state rebuilds exactly
-(:func:`par.models.load_model`).  All use the light ResNet18 of SPEC §7
+(:func:`par.models.load_model`).  All use the light ResNet18 of docs/spec.md §7
 (stem: 3×3 conv, BN, ReLU, max-pool 3/2; four stages of two BasicBlocks, all
 ``width`` channels, strides 1/2/2/2; average pool) and a linear head per task
-(the model's ``heads``).  M (SPEC §6) is :func:`par.models.count_parameters`
+(the model's ``heads``).  M (docs/spec.md §6) is :func:`par.models.count_parameters`
 of the whole model: every module inference on all tasks needs.
 
 - ``pn`` (:class:`ProgressiveBody`; Rusu et al. 2016, authors'

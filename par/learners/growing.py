@@ -1,4 +1,4 @@
-"""Methods that grow a network per task: PN, Learn to Grow, MNTDP-S, MNTDP-D (SPEC §10).
+"""Methods that grow a network per task: PN, Learn to Grow, MNTDP-S, MNTDP-D (docs/spec.md §10).
 
 Each is a chain like finetune (predecessor t − 1, evaluated on every task ≤ t):
 the state after task t holds every module of tasks 1…t (PN: all columns; LtG
