@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf", "ewc",
-            "lwf_baseline", "mas", "mas_alpha")
+            "lwf_baseline", "mas", "mas_alpha", "memory", "hat")
 
 
 class ConfigError(ValueError):

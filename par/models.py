@@ -6,7 +6,9 @@ rebuilt without the code that created it:
 - ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3,
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.cells.Expert`);
-- ``{"kind": "light_resnet18", "width": 64}`` (baselines, SPEC §7).
+- ``{"kind": "light_resnet18", "width": 64}`` (baselines, SPEC §7);
+- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, SPEC §10,
+  :mod:`par.learners.hat_network`).
 """
 from __future__ import annotations
 
@@ -56,6 +58,14 @@ def build_body(spec: dict) -> nn.Module:
                       factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
     if kind == "light_resnet18":
         return LightResNet18(width=spec.get("width", 64))
+    if kind == "hat_light_resnet18":  # HAT's gated variant (SPEC §10)
+        from par.learners.hat_network import HATLightResNet18
+
+        return HATLightResNet18(width=spec.get("width", 64))
+    if kind == "hat_mlp":
+        from par.learners.hat_network import HATMLP
+
+        return HATMLP(spec["in_features"], spec["hidden"])
     raise ValueError(f"unknown body kind {kind!r}")
 
 
@@ -89,12 +99,18 @@ class MultiHeadModel(nn.Module):
             raise ValueError(f"task {task} already has a head")
         self.heads[str(task)] = nn.Linear(self.body.out_features, n_classes).to(
             next(self.body.parameters()).device)
+        if getattr(self.body, "task_conditioned", False):  # HAT: the task's embeddings and BN layers
+            self.body.add_task(task)
 
     def head(self, task: int) -> nn.Linear:
         return self.heads[str(task)]
 
+    def features(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """The body's output for ``task`` (a task-conditioned body, HAT's, gates its units by task)."""
+        return self.body(x, task) if getattr(self.body, "task_conditioned", False) else self.body(x)
+
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        return self.head(task)(self.body(x))
+        return self.head(task)(self.features(x, task))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -278,7 +278,7 @@ def body_spec(wildcards):
     settings = RUNS[wildcards.run]
     if get_method(settings["method"]).body_kind == "expert":
         return {"kind": "expert", **settings["expert"]}
-    return {"kind": "light_resnet18", **settings["backbone"]}
+    return {"kind": get_method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18 or HAT's gated one
 
 
 def run_outputs(wildcards):
