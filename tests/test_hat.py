@@ -214,9 +214,11 @@ def test_hat_refuses_an_ungated_body():
 
 
 # Forgetting test (as tests/test_memory_methods.py): no augmentation, validation =
-# training images; HAT without weight decay and with joansj's clip 10000.
+# training images; HAT without weight decay and with joansj's clip 10000, and
+# more steps (16 epochs of batch 8: the annealed gates need them to learn task 1;
+# measured task-1 accuracy 0.89 / 0.85 for seeds 0 / 1, forgetting exactly 0 both).
 FORGET = TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.001, grad_clip=5, augment=False)
-HAT_FORGET = TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.0, grad_clip=10000.0, augment=False)
+HAT_FORGET = TrainConfig(epochs=16, batch_size=8, lr=0.05, weight_decay=0.0, grad_clip=10000.0, augment=False)
 
 
 def learn_two(method, body, config, stream, images, seed):
