@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 
 SECTIONS = ("relatedness", "training", "planning", "search", "expert", "backbone", "lwf", "ewc",
-            "lwf_baseline", "mas", "mas_alpha", "ltg", "mntdp")
+            "lwf_baseline", "mas", "mas_alpha", "memory", "hat", "ltg", "mntdp")
 
 
 class ConfigError(ValueError):

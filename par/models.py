@@ -7,6 +7,8 @@ rebuilt without the code that created it:
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.cells.Expert`);
 - ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7);
+- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, docs/spec.md §10,
+  :mod:`par.learners.hat_network`);
 - ``{"kind": "pn" | "ltg" | "mntdp", "width": 64, ...}``: bodies that grow with
   the tasks and take the task in their forward (docs/spec.md §10, :mod:`par.growing`);
   their spec grows too, and ``model.body_spec`` is updated when they grow.
@@ -60,10 +62,18 @@ def build_body(spec: dict) -> nn.Module:
                       factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
     if kind == "light_resnet18":
         return LightResNet18(width=spec.get("width", 64))
-    if kind in GROWING_KINDS:  # PN, Learn to Grow, MNTDP (SPEC §10): par/growing.py
+    if kind in GROWING_KINDS:  # PN, Learn to Grow, MNTDP (docs/spec.md §10): par/growing.py
         from par.growing import build_growing_body
 
         return build_growing_body(spec)
+    if kind == "hat_light_resnet18":  # HAT's gated variant (docs/spec.md §10)
+        from par.learners.hat_network import HATLightResNet18
+
+        return HATLightResNet18(width=spec.get("width", 64))
+    if kind == "hat_mlp":
+        from par.learners.hat_network import HATMLP
+
+        return HATMLP(spec["in_features"], spec["hidden"])
     raise ValueError(f"unknown body kind {kind!r}")
 
 
@@ -97,16 +107,20 @@ class MultiHeadModel(nn.Module):
             raise ValueError(f"task {task} already has a head")
         self.heads[str(task)] = nn.Linear(self.body.out_features, n_classes).to(
             next(self.body.parameters()).device)
+        if hasattr(self.body, "add_task"):  # HAT: the task's embeddings and BN layers
+            self.body.add_task(task)
 
     def head(self, task: int) -> nn.Linear:
         return self.heads[str(task)]
 
+    def features(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """The body's output for ``task`` (a task-conditioned body, HAT's, gates its units by task)."""
+        return self.body(x, task) if getattr(self.body, "task_conditioned", False) else self.body(x)
+
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        if getattr(self.body, "task_conditioned", False):  # growing bodies (par/growing.py)
-            if hasattr(self.body, "task_logits"):
-                return self.body.task_logits(x, task, self.head(task))
-            return self.head(task)(self.body(x, task))
-        return self.head(task)(self.body(x))
+        if hasattr(self.body, "task_logits"):  # a growing body that routes the head itself (par/growing.py)
+            return self.body.task_logits(x, task, self.head(task))
+        return self.head(task)(self.features(x, task))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -183,6 +183,8 @@ def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
             status = cell.source  # the paper cites the row: "reported from LMC (…)"
         if bench != cell.benchmark and status in (WITHIN, GAP):
             status = OTHER_BENCHMARK
+        if has_run and isinstance(cell.source, str) and cell.source:
+            status = f"{status}; paper: {cell.source}"  # our run beside a cited number ("…; AlexNet")
         rows.append({"table": int(table), "benchmark": cell.benchmark, "method": cell.method, "metric": cell.metric,
                      "paper": paper, "tolerance": None if pd.isna(cell.tolerance) else float(cell.tolerance),
                      "run": cell.run if has_run else None, "measured_on": bench if has_run else None,
@@ -265,7 +267,8 @@ def readme_section(targets: pd.DataFrame) -> str:
     metrics = [m for m in METRIC_COLUMN if m in frame.columns]
     lines.append(frame[["table", "benchmark", "paper row", "run", *metrics]].fillna("").to_markdown(index=False))
     lines.append("")
-    for table, part in targets[targets.run.isna()].groupby("table"):
+    for table, part in targets.groupby("table"):
+        part = part[part.run.isna() & ~part.method.isin(part.method[part.run.notna()])]  # rows no run answers
         cited = part[part.source.notna()]
         if len(cited):
             rows_cited = ", ".join(f"{m} ({s})" for m, s in dict(zip(cited.method, cited.source)).items())

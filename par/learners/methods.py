@@ -10,6 +10,7 @@ on.  The workflow builds its DAG from exactly this:
 | finetune    | t − 1                             | all tasks ≤ t            |
 | independent | none                              | t                        |
 | ewc, lwf, mas, mas-alpha | t − 1 (like finetune)    | all tasks ≤ t            |
+| er, agem, hat | t − 1 (like finetune)               | all tasks ≤ t            |
 
 An *assignment* is the JSON-able dict a learn-task job receives as params:
 ``task, group, strategy, predecessor, group_tasks, genotype_source``.
@@ -93,3 +94,20 @@ class MAS(Finetune):
 @register_method("mas-alpha")
 class MASAlpha(Finetune):
     """One model, MAS with per-task α-scaled importances (docs/spec.md §7; strategy ``mas-alpha``)."""
+
+
+@register_method("er")
+class ER(Finetune):
+    """One model with an episodic memory replayed on every step (docs/spec.md §10; strategy ``er``)."""
+
+
+@register_method("agem")
+class AGEM(Finetune):
+    """One model, gradients projected against a memory batch's (docs/spec.md §10; strategy ``agem``)."""
+
+
+@register_method("hat")
+class HAT(Finetune):
+    """One gated light ResNet18, units of earlier tasks protected by their mask (docs/spec.md §10; strategy ``hat``)."""
+
+    body_kind = "hat_light_resnet18"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from par.learners.task import TaskContext
     from par.models import MultiHeadModel
 
 STRATEGIES = Registry("strategy")
@@ -88,6 +89,17 @@ class Strategy:
 
         logits = model(x, task)
         return F.cross_entropy(logits, y), logits
+
+    def bind(self, context: "TaskContext") -> None:
+        """Called once by :func:`par.learners.task.learn_task` before training, with
+        the task's data (:class:`par.learners.task.TaskContext`): the stream, the
+        images, the training batches and their sample ids.  Memory methods (ER,
+        A-GEM) read their earlier tasks' samples from it.  Default: nothing."""
+
+    def record_fields(self, model: MultiHeadModel) -> dict:
+        """JSON-able fields the learn-task record adds for this strategy (e.g. the
+        number of memory samples).  Default: none."""
+        return {}
 
     # Hook points of the shared loop (par.training.TrainingHooks): no-ops here.
     def before_epoch(self, model: MultiHeadModel, task: int, epoch: int, n_batches: int) -> None:
@@ -398,3 +410,7 @@ class MASAlpha(Strategy):
         anchor = {n: p.detach() for n, p in model.named_parameters()}
         self.quadratic.add_task(importance, anchor)
         return self.quadratic.to_carry()
+
+
+# Strategies defined in their own modules register on import (memory: ER and A-GEM; HAT).
+from par.learners import hat, memory  # noqa: E402,F401

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 import torch
 
@@ -12,6 +16,34 @@ from par.tasks import Stream, task_data
 from par.training import Batches, TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskContext:
+    """What a strategy's ``bind`` hook may read about the task it learns.
+
+    ``train_ids``: (n,) int64 dataset sample ids (indices into the dataset's train
+    split) of the training images, aligned with ``train.images``; ``seed``: the
+    job's seed (memory draws are seeded from it, never from the order jobs run in).
+    """
+
+    stream: Stream
+    images: object
+    task: object
+    train: Batches
+    train_ids: np.ndarray
+    config: TrainConfig
+    device: torch.device
+    seed: int
+
+
+def sample_ids(images, task, split: str) -> np.ndarray:
+    """(n,) int64 dataset sample ids of ``task``'s ``split`` in the order
+    :func:`par.benchmarks.task_data` returns its images: sorted when they are read
+    from an ``images.h5`` path (``par.streams.read_task_pixels``), as listed otherwise."""
+    source = images[task.dataset] if isinstance(images, dict) else images
+    idx = np.asarray(task.indices(split), dtype=np.int64)
+    return np.sort(idx) if isinstance(source, (str, Path)) else idx
 
 
 def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
@@ -62,6 +94,8 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     val = Batches(x_val, y_val, mean, std, train_config.eval_batch_size, device)
     log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
+    strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), train_config,
+                              device, seed))
     search_start = time.perf_counter()
     search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (SPEC §10); None elsewhere
     search_seconds = time.perf_counter() - search_start
@@ -84,6 +118,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "n_params": count_parameters(model),
         "n_carried": sum(v.numel() for v in model.carry.values()),
         "n_train": len(y_train),
+        **strategy.record_fields(model),
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
         "history": result.history,

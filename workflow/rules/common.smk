@@ -322,7 +322,7 @@ def body_spec(wildcards):
     settings = RUNS[wildcards.run]
     if get_method(settings["method"]).body_kind == "expert":
         return {"kind": "expert", **settings["expert"]}
-    return {"kind": get_method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18, pn, ltg, mntdp
+    return {"kind": get_method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18, HAT's gated one, pn, ltg, mntdp
 
 
 def get_run_outputs(wildcards):
