@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from par.benchmarks import make_stream, task_data
+from par.streams import build_stream
+from par.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.hat import annealed_s, compensate, gate, mask_regulariser
 from par.models import MultiHeadModel, count_parameters, load_model, save_model
@@ -153,7 +154,7 @@ def test_gradients_of_task_1_units_are_masked_for_task_2_on_the_two_layer_net():
 @pytest.fixture(scope="module")
 def stream(cifar10_arrays):
     a = cifar10_arrays
-    return make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+    return build_stream("cifar10-5", a, 0)
 
 
 HAT_CONFIG = TrainConfig(epochs=1, batch_size=16, lr=0.05, weight_decay=0.0, grad_clip=10000.0)

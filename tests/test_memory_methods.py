@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from par.benchmarks import make_stream, task_data
+from par.streams import build_stream
+from par.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.memory import EpisodicMemory, agem_project, select_per_class
 from par.learners.task import TaskContext, sample_ids
@@ -30,7 +31,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def stream(cifar10_arrays):
     a = cifar10_arrays
-    return make_stream("cifar10-5", a.train_labels, a.test_labels, a.class_names, 0)
+    return build_stream("cifar10-5", a, 0)
 
 
 def test_agem_projects_a_conflicting_gradient_onto_the_plane_of_g_ref():

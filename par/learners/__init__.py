@@ -6,7 +6,8 @@ first access (PEP 562).
 """
 from par.learners.methods import METHODS, Method, get_method, register_method
 from par.learners.strategies import STRATEGIES, Strategy, get_strategy, register_strategy
-from par.learners import growing  # noqa: F401,E402  (registers pn, ltg, mntdp-s, mntdp-d; SPEC §10)
+# Strategies and methods in their own modules register on import (docs/spec.md §10).
+from par.learners import growing, hat, memory  # noqa: F401,E402  (pn, ltg, mntdp-*; hat; er, agem)
 
 __all__ = ["METHODS", "Method", "get_method", "register_method", "STRATEGIES", "Strategy", "get_strategy",
            "register_strategy", "learn_task"]

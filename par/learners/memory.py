@@ -108,13 +108,13 @@ class EpisodicMemory:
 def memory_pixels(memory: EpisodicMemory, stream, images) -> "torch.Tensor":
     """(m, H, W, 3) uint8 images of the memory items, in memory order, re-read
     from ``images`` (decoded dataset or ``images.h5`` paths) with each task's
-    transforms (:func:`par.benchmarks.task_data`).
+    transforms (:func:`par.tasks.task_data`).
 
     Raises ValueError when a re-read label differs from the stored one (the ids
     no longer name the same images: a changed dataset or stream)."""
     import torch
 
-    from par.benchmarks import task_data
+    from par.tasks import task_data
 
     parts = []
     for u in memory.task_numbers:
@@ -223,7 +223,7 @@ class MemoryStrategy(Strategy):
     def bind(self, context: TaskContext) -> None:
         import torch
 
-        from par.benchmarks import task_data
+        from par.tasks import task_data
         from par.learners.task import sample_ids
         from par.reproducibility import job_seed
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from par.learners.task import TaskContext
     from par.models import MultiHeadModel
 
 STRATEGIES = Registry("strategy")
@@ -90,7 +89,7 @@ class Strategy:
         logits = model(x, task)
         return F.cross_entropy(logits, y), logits
 
-    def bind(self, context: "TaskContext") -> None:
+    def bind(self, context) -> None:
         """Called once by :func:`par.learners.task.learn_task` before training, with
         the task's data (:class:`par.learners.task.TaskContext`): the stream, the
         images, the training batches and their sample ids.  Memory methods (ER,
@@ -410,7 +409,3 @@ class MASAlpha(Strategy):
         anchor = {n: p.detach() for n, p in model.named_parameters()}
         self.quadratic.add_task(importance, anchor)
         return self.quadratic.to_carry()
-
-
-# Strategies defined in their own modules register on import (memory: ER and A-GEM; HAT).
-from par.learners import hat, memory  # noqa: E402,F401

@@ -39,8 +39,8 @@ class TaskContext:
 
 def sample_ids(images, task, split: str) -> np.ndarray:
     """(n,) int64 dataset sample ids of ``task``'s ``split`` in the order
-    :func:`par.benchmarks.task_data` returns its images: sorted when they are read
-    from an ``images.h5`` path (``par.streams.read_task_pixels``), as listed otherwise."""
+    :func:`par.tasks.task_data` returns its images: sorted when they are read
+    from an ``images.h5`` path (``par.tasks.read_task_pixels``), as listed otherwise."""
     source = images[task.dataset] if isinstance(images, dict) else images
     idx = np.asarray(task.indices(split), dtype=np.int64)
     return np.sort(idx) if isinstance(source, (str, Path)) else idx
