@@ -57,11 +57,11 @@ def survivor_diffs(mutated_source: Path, survivors: list[str]) -> list[str]:
     import difflib
     import re
 
-    source = mutated_source.read_text()
+    lines = mutated_source.read_text().splitlines()
     functions = {}
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse("\n".join(lines))):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            functions[node.name] = ast.get_source_segment(source, node).splitlines()[1:]
+            functions[node.name] = lines[node.lineno:node.end_lineno]   # the body, without the def line
     out = []
     for name in survivors:
         mutant = name.split(".")[-1]

@@ -228,3 +228,21 @@ def test_sampled_coarse_search_at_low_temperature_is_the_threshold_rule():
         threshold = make_plan(d, [1000] * 8)
         sampled = make_plan(d, [1000] * 8, coarse_search="sample", coarse_temperature=1e-4, seed=3)
         assert [x.job_params() for x in sampled] == [x.job_params() for x in threshold]
+
+
+def test_joining_a_later_group_among_several():
+    """Task 4 joins group 2 of three (mutation testing: every join so far was into group 1)."""
+    d = np.full((5, 5), 5.0)          # far from everything ...
+    d[3, 1] = 0.01                    # ... but task 4 is near task 2 (group 2)
+    d[4, 1] = d[4, 3] = 0.0           # task 5 equals tasks 2 and 4
+    plan = make_plan(d, [100, 300, 100, 100, 200])
+    assert [(x.task, x.group, x.strategy) for x in plan] == [
+        (1, 1, ALLOCATE_SEARCH), (2, 2, ALLOCATE_SEARCH), (3, 3, ALLOCATE_SEARCH),
+        (4, 2, REGULARIZE_HEAD),      # 100 < 0.5 · Q = 0.5 · 300
+        (5, 2, REGULARIZE)]           # 200 >= 0.5 · 300
+    assert (plan[3].predecessor, plan[3].group_tasks, plan[3].n_train) == (2, [2, 4], 100)
+    assert (plan[4].predecessor, plan[4].group_tasks) == (4, [2, 4, 5])
+    # the authors' quirk: a distance of exactly 0 counts as the farthest (s = 1 > beta)
+    far = make_plan(d, [100, 300, 100, 100, 200], zero_is_far=True)[4]
+    assert (far.group, far.strategy, far.nearest_group) == (4, ALLOCATE_SEARCH, 1)
+    assert far.score == pytest.approx(1 - math.exp(-10))   # group 2 maps to 1; group 1 is at 5
