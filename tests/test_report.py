@@ -34,11 +34,6 @@ def test_all_tables_report_shows_every_item_of_the_run(tiny_run):
         assert item in html, item
     # the demo configures no paper benchmark: the description names what `paper` leaves out and why
     assert "table1: none of its benchmarks" in html and "fig6: none of" in html
-    # a zip report holds the same files
-    result = snakemake(workdir, config, "all_tables", "--report", "report.zip")
-    assert result.returncode == 0, result.stderr[-4000:]
-    names = zipfile.ZipFile(workdir / "report.zip").namelist()
-    assert any(n.endswith("plans/cifar10-5-seed0-par.html") for n in names), names
 
 
 def test_rendered_tables_have_no_nan_and_one_style(tiny_run):
