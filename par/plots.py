@@ -42,8 +42,8 @@ def _lower_triangle(ax, matrix: np.ndarray, labels: list[str] | None, *, strict:
     ticks = _tick_labels(n, labels)
     ax.set_xticks(range(n), ticks, rotation=40 if labels else 0, ha="right" if labels else "center", fontsize=8)
     ax.set_yticks(range(n), ticks, fontsize=8)
-    low = masked.min() if masked.count() else 0.0
-    high = masked.max() if masked.count() else 0.0
+    low = vmin if vmin is not None else (masked.min() if masked.count() else 0.0)
+    high = vmax if vmax is not None else (masked.max() if masked.count() else 0.0)
     for i in range(n):
         for j in range(n):
             if shown[i, j] and not np.isnan(matrix[i, j]) and n <= 20:
