@@ -162,7 +162,7 @@ def search_halves(train_images: torch.Tensor, train_labels: torch.Tensor, mean, 
 
 
 def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classes: int, mean, std,
-                config: SearchConfig, device: torch.device, seed: int = 0) -> SearchResult:
+                config: SearchConfig, device: torch.device, seed: int = 0, eval_chunk: int | None = None) -> SearchResult:
     """Search a cell for one task by MDL (SPEC §4).
 
     train_images: (n, H, W, 3) uint8; train_labels: (n,) local labels.  The set
@@ -170,7 +170,9 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
     (:func:`search_halves`).  Each history
     row records the sampled operations, the search-val accuracy and both edge
     distributions after the update.  ``seed`` fixes the split, the supernet's
-    initial weights, the samples and the data order.
+    initial weights, the samples and the data order.  ``eval_chunk``: images per
+    forward pass of the search-val scoring (the augmentation is still drawn per
+    batch of 500, so it changes no number; :func:`par.training.evaluate`).
     """
     search_start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
@@ -201,7 +203,7 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
             total += len(y)
         total_loss = total_loss.item()
         scheduler.step()
-        accuracy = evaluate(_Sampled(net, normal, reduce), 0, val_batches)
+        accuracy = evaluate(_Sampled(net, normal, reduce), 0, val_batches, eval_chunk)
         for kind in CELL_TYPES:
             dists[kind].record(ops[kind], accuracy)
             dists[kind].update(config.lr_search, config.mdl_update)

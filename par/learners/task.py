@@ -10,14 +10,15 @@ import torch
 from par.benchmarks import Stream, task_data
 from par.learners.strategies import get_strategy
 from par.models import MultiHeadModel, count_parameters
-from par.training import Batches, TrainConfig, evaluate, fit
+from par.training import Batches, TrainConfig, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
 
 
 def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
                body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None = None,
-               device: torch.device = torch.device("cpu"), seed: int = 0) -> tuple[MultiHeadModel, dict]:
+               device: torch.device = torch.device("cpu"), seed: int = 0,
+               eval_chunk: int = 100) -> tuple[MultiHeadModel, dict]:
     """Learn task ``assignment["task"]`` with its strategy, then test the new state.
 
     Parameters
@@ -30,6 +31,8 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     body_spec: spec of a fresh body (allocation, independent) or None.
     strategy_options: keyword arguments per strategy name, e.g.
         ``{"regularize": {"lwf_lambda": 1.0, "lwf_temperature": 2.0}}``.
+    eval_chunk: images per forward pass of validation and testing (an execution
+        setting, :func:`par.devices.eval_batch_size`; changes no number).
     seed: seeds the new weights (body, head) and a CPU generator for data order
         and augmentation; the same seed gives the same numbers on the CPU.
 
@@ -60,15 +63,17 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     val = Batches(x_val, y_val, mean, std, train_config.eval_batch_size, device)
     log.info("task %d (%s): %d train / %d val images, %d classes, %d parameters", t, assignment["strategy"],
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
-    result = fit(model, t, strategy, train, val, train_config)
+    result = fit(model, t, strategy, train, val, train_config, eval_chunk)
     model.carry = strategy.after_task(model, t, train)
     train_seconds = time.perf_counter() - start
-    test_accuracy = {}
+    # Every tested task in one pass through the body (par.training.evaluate_tasks).
+    tests = {}
     for u in assignment["group_tasks"]:
         x_test, y_test = task_data(images, stream.task(u), "test")
-        test_accuracy[u] = evaluate(model, u, Batches(x_test, y_test, *stream.normalisation(stream.task(u)),
-                                                      train_config.eval_batch_size, device))
-        log.info("after task %d: test accuracy on task %d = %.4f", t, u, test_accuracy[u])
+        tests[u] = Batches(x_test, y_test, *stream.normalisation(stream.task(u)), train_config.eval_batch_size, device)
+    test_accuracy = evaluate_tasks(model, tests, eval_chunk)
+    for u, accuracy in test_accuracy.items():
+        log.info("after task %d: test accuracy on task %d = %.4f", t, u, accuracy)
     record = {
         **assignment,
         "test_accuracy": {str(u): a for u, a in test_accuracy.items()},
