@@ -240,7 +240,8 @@ class MDLSearchHooks:
 
 
 def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classes: int, mean, std,
-                config: SearchConfig, device: torch.device, seed: int = 0) -> SearchResult:
+                config: SearchConfig, device: torch.device, seed: int = 0,
+                eval_chunk: int | None = None) -> SearchResult:
     """Search a cell for one task by MDL (docs/spec.md §4).
 
     train_images: (n, H, W, 3) uint8; train_labels: (n,) local labels.  The set
@@ -251,7 +252,9 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
     the epoch's training loss and accuracy, the search-val accuracy, the
     sampled operations and both edge distributions after the update.
     ``seed`` fixes the split, the supernet's initial weights, the samples and
-    the data order.
+    the data order.  ``eval_chunk``: images per forward pass of the search-val
+    scoring (the augmentation is still drawn per batch, so it changes no number;
+    :func:`par.training.evaluate`).
     """
     search_start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
@@ -261,6 +264,7 @@ def search_cell(train_images: torch.Tensor, train_labels: torch.Tensor, n_classe
         net = SuperNet(n_classes, channels=config.channels, n_layers=config.n_layers,
                        factorized_reduce_bn=config.factorized_reduce_bn).to(device)
     hooks = MDLSearchHooks(config, generator)
-    result = fit(_Sampled(net), 0, hooks, fit_batches, val_batches, config.train_config(), keep_best=False)
+    result = fit(_Sampled(net), 0, hooks, fit_batches, val_batches, config.train_config(),
+                 eval_chunk=eval_chunk, keep_best=False)
     return SearchResult(derive_genotype(hooks.dists["normal"].p, hooks.dists["reduce"].p), result.history,
                         time.perf_counter() - search_start)

@@ -57,8 +57,14 @@ class TrainConfig:
 
 
 def to_float_images(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(n, H, W, 3) uint8 → (n, 3, H, W) float32 in [0, 1]."""
-    return images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    """(n, H, W, 3) uint8 → (n, 3, H, W) float32 in [0, 1], in ``torch.channels_last`` memory format.
+
+    The images are stored pixel-major (NHWC), so channels_last is the layout that
+    costs no copy; it is asked for explicitly because the networks run faster on it
+    (oneDNN keeps every activation channels_last; on GPUs it is the tensor-core
+    layout).  Augmentation and normalisation keep it (tests/test_speed.py).
+    """
+    return images_uint8.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.channels_last).div_(255.0)
 
 
 def augmentation_parameters(n: int, padding: int, brightness: float, generator: torch.Generator):
@@ -122,8 +128,9 @@ class Batches:
     def __iter__(self):
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)  # one host-to-device copy per pass, not per batch
         for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size].to(self.images.device)
+            idx = order[start:start + self.batch_size]
             if self.shuffle and len(idx) == 1 and n > 1:
                 continue
             x = to_float_images(self.images[idx])
@@ -169,15 +176,64 @@ class TrainingHooks(Protocol):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: int, batches: Batches) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) of head ``task`` over ``batches``, eval mode."""
+def evaluate(model: nn.Module, task: int, batches: Batches, chunk: int | None = None) -> float:
+    """Top-1 accuracy (fraction in [0, 1]) of head ``task`` over ``batches``, eval mode.
+
+    ``chunk``: images per forward pass (default: the batches' own size).  Each
+    batch of ``batches`` is cut into chunks, so an augmented evaluation draws its
+    random parameters per batch as before and the accuracy does not depend on
+    ``chunk`` (eval-mode logits are per image; tests/test_speed.py).  On the CPU
+    100 is about 2x faster than 500 (README, Speed); see
+    :func:`par.devices.eval_batch_size`.
+    """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=batches.images.device)
     for x, y in batches:
-        correct += (model(x, task).argmax(1) == y).sum()
+        for xc, yc in zip(x.split(chunk or len(y)), y.split(chunk or len(y))):
+            correct += (model(xc, task).argmax(1) == yc).sum()
     model.train(was_training)
     return correct.item() / max(1, len(batches))
+
+
+@torch.no_grad()
+def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 100) -> dict[int, float]:
+    """Top-1 accuracy of head u on ``batches[u]`` for every u, in one pass: the
+    images of all tasks stream through ``model.body`` in chunks of ``chunk``
+    (chunks may span tasks), then each image's features go through its task's
+    head.  Equals ``{u: evaluate(model, u, b)}`` exactly (eval-mode features are
+    per image) with fewer, fuller forward passes.  ``model``: a
+    :class:`par.models.MultiHeadModel`.  A task-conditioned body (HAT's gates,
+    the growing networks' columns and paths) gives other features per task, so
+    each task is then evaluated on its own (:func:`evaluate`).
+    """
+    if getattr(model.body, "task_conditioned", False):
+        return {u: evaluate(model, u, b, chunk) for u, b in batches.items()}
+    was_training = model.training
+    model.eval()
+    correct = {u: torch.zeros((), dtype=torch.long, device=b.images.device) for u, b in batches.items()}
+    pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def flush():
+        features = model.body(torch.cat([x for _, x, _ in pending]))
+        for (u, x, y), f in zip(pending, features.split([len(x) for _, x, _ in pending])):
+            correct[u] += (model.head(u)(f).argmax(1) == y).sum()
+        pending.clear()
+
+    filled = 0
+    for u, b in batches.items():
+        for x, y in b:
+            while len(y):
+                take = min(chunk - filled, len(y))
+                pending.append((u, x[:take], y[:take]))
+                x, y, filled = x[take:], y[take:], filled + take
+                if filled == chunk:
+                    flush()
+                    filled = 0
+    if pending:
+        flush()
+    model.train(was_training)
+    return {u: correct[u].item() / max(1, len(batches[u])) for u in batches}
 
 
 @dataclass
@@ -192,7 +248,7 @@ class FitResult:
 
 
 def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: Batches,
-        config: TrainConfig, *, keep_best: bool = True) -> FitResult:
+        config: TrainConfig, eval_chunk: int | None = None, *, keep_best: bool = True) -> FitResult:
     """Train head ``task`` (and whatever ``hooks.parameters`` returns) on ``train``.
 
     SGD with momentum, cosine annealing from ``config.lr`` to ``config.lr_min``
@@ -202,7 +258,8 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     of the last epoch (the MDL search's supernet: only its edge distributions
     matter, so no snapshot is copied).  With ``hooks.early_stopping`` and
     ``config.patience``, training stops after ``patience`` epochs without
-    improvement (authors' ``lr_patience``; docs/spec.md §5).
+    improvement (authors' ``lr_patience``; docs/spec.md §5).  ``eval_chunk``: images
+    per forward pass of the validation (:func:`evaluate`; changes no number).
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -230,7 +287,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
             total_correct += (logits.argmax(1) == y).sum()
             total += len(y)
         scheduler.step()
-        val_acc = evaluate(model, task, val)
+        val_acc = evaluate(model, task, val, eval_chunk)
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "train_loss": total_loss.item() / max(1, total),
                         "train_accuracy": total_correct.item() / max(1, total), "val_accuracy": val_acc,

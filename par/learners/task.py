@@ -13,7 +13,7 @@ import torch
 from par.learners.strategies import get_strategy
 from par.models import MultiHeadModel, count_parameters
 from par.tasks import Stream, task_data
-from par.training import Batches, TrainConfig, evaluate, fit
+from par.training import Batches, TrainConfig, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def sample_ids(images, task, split: str) -> np.ndarray:
 
 def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
                body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None = None,
-               device: torch.device = torch.device("cpu"), seed: int = 0) -> tuple[MultiHeadModel, dict]:
+               device: torch.device = torch.device("cpu"), seed: int = 0,
+               eval_chunk: int = 100) -> tuple[MultiHeadModel, dict]:
     """Learn task ``assignment["task"]`` with its strategy, then test the new state.
 
     Parameters
@@ -61,6 +62,8 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     body_spec: spec of a fresh body (allocation, independent) or None.
     strategy_options: keyword arguments per strategy name, e.g.
         ``{"regularize": {"lwf_lambda": 1.0, "lwf_temperature": 2.0}}``.
+    eval_chunk: images per forward pass of validation and testing (an execution
+        setting, :func:`par.devices.eval_batch_size`; changes no number).
     seed: seeds the new weights (body, head) and a CPU generator for data order
         and augmentation; the same seed gives the same numbers on the CPU.
 
@@ -100,15 +103,18 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (SPEC §10); None elsewhere
     search_seconds = time.perf_counter() - search_start
     searched_fit = search.pop("fit", None) if search is not None else None
-    result = searched_fit if searched_fit is not None else fit(model, t, strategy, train, val, train_config)
+    result = searched_fit if searched_fit is not None else fit(model, t, strategy, train, val, train_config,
+                                                                          eval_chunk=eval_chunk)
     model.carry = strategy.after_task(model, t, train)
     train_seconds = time.perf_counter() - start
-    test_accuracy = {}
+    # Every tested task in one pass through the body (par.training.evaluate_tasks).
+    tests = {}
     for u in assignment["group_tasks"]:
         x_test, y_test = task_data(images, stream.task(u), "test")
-        test_accuracy[u] = evaluate(model, u, Batches(x_test, y_test, *stream.normalisation(stream.task(u)),
-                                                      train_config.eval_batch_size, device))
-        log.info("after task %d: test accuracy on task %d = %.4f", t, u, test_accuracy[u])
+        tests[u] = Batches(x_test, y_test, *stream.normalisation(stream.task(u)), train_config.eval_batch_size, device)
+    test_accuracy = evaluate_tasks(model, tests, eval_chunk)
+    for u, accuracy in test_accuracy.items():
+        log.info("after task %d: test accuracy on task %d = %.4f", t, u, accuracy)
     record = {
         **assignment,
         "test_accuracy": {str(u): a for u, a in test_accuracy.items()},

@@ -4,7 +4,7 @@ import torch
 from pathlib import Path
 
 from par.cells import genotype_json
-from par.devices import acquire_device, describe
+from par.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
 from par.io import read_json, write_json
 from par.learners import STRATEGIES, learn_task
 from par.logs import job_log
@@ -16,6 +16,7 @@ from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
+    tune_cpu_allocator()  # where memory comes from, not a number (par.devices)
     assignment = snakemake.params.assignment
     strategy = snakemake.params.strategy
     w = snakemake.wildcards
@@ -39,7 +40,7 @@ with job_log(snakemake.log[0]) as log:
         predecessor = load_model(snakemake.input.predecessor, device) if assignment["predecessor"] else None
         model, record = learn_task(assignment, stream, images, predecessor=predecessor, body_spec=body,
                                    train_config=train_config, strategy_options=options, device=device,
-                                   seed=seed)
+                                   seed=seed, eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
     record["device"] = describe(device)
     upstream = [read_provenance(p) for p in snakemake.input.tasks]
     upstream += [read_provenance(snakemake.input.cell)] if "cell" in snakemake.input.keys() else []

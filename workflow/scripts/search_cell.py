@@ -1,7 +1,7 @@
 """Rule search_cell: MDL search of a cell for one allocate-search task (docs/spec.md §4)."""
 import torch
 
-from par.devices import acquire_device, describe
+from par.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
 from par.io import read_json, write_json
 from par.logs import job_log
 from par.mdl import SearchConfig, search_cell
@@ -11,6 +11,7 @@ from par.tasks import task_data, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
+    tune_cpu_allocator()  # where memory comes from, not a number (par.devices)
     task = task_from_json(read_json(snakemake.input.task))
     images, labels = task_data({task.dataset: snakemake.input.images}, task, "train")
     config = SearchConfig(**snakemake.params.search)
@@ -19,7 +20,8 @@ with job_log(snakemake.log[0]) as log:
         log.info("searching a cell for task %d (%d images) on %s", task.number, len(labels), describe(device))
         seed = job_seed(int(snakemake.wildcards.seed), "search", task.number)
         seed_everything(seed)
-        result = search_cell(images, labels, task.n_classes, task.mean, task.std, config, device, seed)
+        result = search_cell(images, labels, task.n_classes, task.mean, task.std, config, device, seed,
+                             eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
     log.info("genotype: %s", result.genotype.to_json())
     write_json(snakemake.output[0], {
         "task": task.number, "genotype": result.genotype.to_json(), "search": snakemake.params.search,

@@ -1,0 +1,86 @@
+"""The hot path's speed-ups change no number: input layout, chunked and one-pass
+evaluation, the CPU allocator setting (README, Speed)."""
+import copy
+
+import torch
+
+from par.cells import DARTS_V2
+from par.devices import eval_batch_size, tune_cpu_allocator
+from par.learners.strategies import Finetune
+from par.models import MultiHeadModel
+from par.training import Batches, TrainConfig, evaluate, evaluate_tasks, fit, to_float_images
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def real_batches(arrays, classes, shuffle=False, augment=False, batch_size=16, generator=None, n=None):
+    labels = torch.from_numpy(arrays.train_labels)
+    keep = torch.isin(labels, torch.tensor(classes)).nonzero().view(-1)[:n]
+    local = torch.tensor([classes.index(int(c)) for c in labels[keep]])
+    return Batches(torch.from_numpy(arrays.train_images)[keep], local, MEAN, STD, batch_size, torch.device("cpu"),
+                   shuffle=shuffle, augment=augment, config=TrainConfig(), generator=generator)
+
+
+def expert_model(heads):
+    torch.manual_seed(0)
+    spec = {"kind": "expert", "genotype": DARTS_V2.to_json(), "channels": 4, "n_layers": 3}
+    return MultiHeadModel(spec, {t: 2 for t in heads})
+
+
+def test_batches_reach_the_network_channels_last(cifar10_arrays):
+    images = torch.from_numpy(cifar10_arrays.train_images[:5])      # (5, 32, 32, 3) uint8
+    x = to_float_images(images)
+    assert x.shape == (5, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous()
+    assert torch.equal(x, images.permute(0, 3, 1, 2).float() / 255.0)
+    for augment in (False, True):
+        batch, _ = next(iter(real_batches(cifar10_arrays, [0, 1], shuffle=augment, augment=augment,
+                                          generator=torch.Generator().manual_seed(0))))
+        assert batch.is_contiguous(memory_format=torch.channels_last), f"augment={augment}"
+
+
+def test_chunked_and_one_pass_evaluation_equal_per_task_evaluation(cifar10_arrays):
+    model = expert_model((1, 2, 3))
+    tests = {1: real_batches(cifar10_arrays, [0, 1], n=30), 2: real_batches(cifar10_arrays, [2, 3], batch_size=7, n=30),
+             3: real_batches(cifar10_arrays, [4, 5], n=30)}
+    expected = {}
+    model.eval()
+    with torch.no_grad():  # accuracy by hand: one image at a time through body and head u
+        for u, b in tests.items():
+            hits = [int(model(b.images[i:i + 1].permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.25), u)
+                        .argmax(1) == b.labels[i]) for i in range(len(b))]
+            expected[u] = sum(hits) / len(hits)
+    assert len(set(expected.values())) > 1                # the heads differ, so a wrong head would show
+    for u, b in tests.items():
+        assert evaluate(model, u, b) == expected[u]
+        assert evaluate(model, u, b, chunk=4) == expected[u]
+    assert evaluate_tasks(model, tests, chunk=13) == expected   # chunks span tasks (30 images per task)
+    assert evaluate_tasks(model, tests, chunk=1000) == expected
+
+
+def test_augmented_evaluation_does_not_depend_on_the_chunk(cifar10_arrays):
+    model = expert_model((1,))
+    accuracies = {chunk: evaluate(model, 1, real_batches(cifar10_arrays, [0, 1], augment=True, batch_size=50,
+                                                         generator=torch.Generator().manual_seed(4)), chunk)
+                  for chunk in (None, 7, 50)}
+    assert len(set(accuracies.values())) == 1
+
+
+def test_cpu_allocator_setting_changes_no_number(cifar10_arrays):
+    def one_epoch():
+        model = expert_model((1,))
+        train = real_batches(cifar10_arrays, [0, 1], shuffle=True, augment=True,
+                             generator=torch.Generator().manual_seed(1))
+        fit(model, 1, Finetune(), train, real_batches(cifar10_arrays, [0, 1]), TrainConfig(epochs=1))
+        return copy.deepcopy(model.state_dict())
+
+    before = one_epoch()
+    assert tune_cpu_allocator()            # glibc (the CI image); False elsewhere
+    after = one_epoch()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_eval_batch_size_per_device():
+    assert eval_batch_size(torch.device("cpu")) == 100
+    assert eval_batch_size(torch.device("cuda", 0)) == 500
+    assert eval_batch_size(torch.device("cpu"), {"cpu": 64}) == 64
