@@ -29,8 +29,8 @@ def test_dry_run_of_the_paper_config_imports_no_torch(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PAR_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     # the whole DAG up to the plan checkpoint was built: 2 benchmarks (5 + 10 tasks), 3 seeds,
-    # 6 baseline runs learning every task (PAR's learn jobs wait for the plan)
-    assert any(line.split() == ["learn_task", "270"] for line in result.stdout.splitlines()), result.stdout[-3000:]
+    # 9 baseline runs (6 + er, agem, hat) learning every task (PAR's learn jobs wait for the plan)
+    assert any(line.split() == ["learn_task", "405"] for line in result.stdout.splitlines()), result.stdout[-3000:]
     assert "HEAVY MODULES: []" in result.stdout
 
 
