@@ -29,12 +29,16 @@ def default_lock_dir() -> Path:
 
 @contextlib.contextmanager
 def acquire_device(preference: str = "auto", *, slots_per_gpu: int = 1, lock_dir: str | Path | None = None,
-                   poll_seconds: float = 2.0) -> Iterator[torch.device]:
+                   poll_seconds: float = 2.0, cudnn_benchmark: bool = False) -> Iterator[torch.device]:
     """Yield the device for this job: ``cpu``, or ``cuda:i`` with a claimed slot.
 
     preference: ``auto`` (a GPU when one is visible, else the CPU), ``cpu``, or
     ``cuda`` (raise RuntimeError when no GPU is visible).  Waits, polling,
-    while every slot is taken.
+    while every slot is taken.  ``cudnn_benchmark`` (config key of the same name)
+    sets ``torch.backends.cudnn.benchmark`` for a CUDA job: cuDNN then times the
+    convolution algorithms on the first batches and keeps the fastest, which may
+    differ between runs and GPUs and so change the numbers in the last digits
+    (off by default: PyTorch's deterministic choice, today's numbers).
     """
     if preference not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {preference!r}")
@@ -44,6 +48,7 @@ def acquire_device(preference: str = "auto", *, slots_per_gpu: int = 1, lock_dir
     if not torch.cuda.is_available():
         raise RuntimeError("device: cuda was requested but torch sees no GPU "
                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
     if "SLURM_JOB_ID" in os.environ:
         yield torch.device("cuda:0")
         return

@@ -14,6 +14,7 @@ against ``torchvision.transforms.v2.functional``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -53,7 +54,22 @@ class TrainConfig:
     crop_padding: int = _TRAINING["crop_padding"]
     brightness: float = _TRAINING["brightness"]
     eval_batch_size: int = _TRAINING["eval_batch_size"]
+    amp: str = _TRAINING["amp"]
     lr_min: float = 0.0   # floor of the cosine annealing (eta_min): none for tasks; the MDL search sets its lr_min
+
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str = "off"):
+    """Context of the forward passes under mixed precision ``amp`` (config ``training.amp``):
+    ``off`` a no-op context (float32, today's numbers bit for bit), ``bf16`` or ``fp16``
+    :func:`torch.autocast` on ``device``'s type.  Raises ValueError on any other value."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"training.amp must be one of {sorted(AMP_DTYPES)}, not {amp!r}")
+    if AMP_DTYPES[amp] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
 def to_float_images(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -176,7 +192,7 @@ class TrainingHooks(Protocol):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: int, batches: Batches, chunk: int | None = None) -> float:
+def evaluate(model: nn.Module, task: int, batches: Batches, chunk: int | None = None, amp: str = "off") -> float:
     """Top-1 accuracy (fraction in [0, 1]) of head ``task`` over ``batches``, eval mode.
 
     ``chunk``: images per forward pass (default: the batches' own size).  Each
@@ -184,20 +200,23 @@ def evaluate(model: nn.Module, task: int, batches: Batches, chunk: int | None = 
     random parameters per batch as before and the accuracy does not depend on
     ``chunk`` (eval-mode logits are per image; tests/test_speed.py).  On the CPU
     100 is about 2x faster than 500 (README, Speed); see
-    :func:`par.devices.eval_batch_size`.
+    :func:`par.devices.eval_batch_size`.  ``amp``: forward passes under :func:`autocast`.
     """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=batches.images.device)
     for x, y in batches:
         for xc, yc in zip(x.split(chunk or len(y)), y.split(chunk or len(y))):
-            correct += (model(xc, task).argmax(1) == yc).sum()
+            with autocast(xc.device, amp):
+                logits = model(xc, task)
+            correct += (logits.argmax(1) == yc).sum()
     model.train(was_training)
     return correct.item() / max(1, len(batches))
 
 
 @torch.no_grad()
-def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 100) -> dict[int, float]:
+def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 100,
+                   amp: str = "off") -> dict[int, float]:
     """Top-1 accuracy of head u on ``batches[u]`` for every u, in one pass: the
     images of all tasks stream through ``model.body`` in chunks of ``chunk``
     (chunks may span tasks), then each image's features go through its task's
@@ -205,19 +224,24 @@ def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 1
     per image) with fewer, fuller forward passes.  ``model``: a
     :class:`par.models.MultiHeadModel`.  A task-conditioned body (HAT's gates,
     the growing networks' columns and paths) gives other features per task, so
-    each task is then evaluated on its own (:func:`evaluate`).
+    each task is then evaluated on its own (:func:`evaluate`).  ``amp``: forward
+    passes under :func:`autocast`.
     """
     if getattr(model.body, "task_conditioned", False):
-        return {u: evaluate(model, u, b, chunk) for u, b in batches.items()}
+        return {u: evaluate(model, u, b, chunk, amp) for u, b in batches.items()}
     was_training = model.training
     model.eval()
     correct = {u: torch.zeros((), dtype=torch.long, device=b.images.device) for u, b in batches.items()}
     pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
 
     def flush():
-        features = model.body(torch.cat([x for _, x, _ in pending]))
-        for (u, x, y), f in zip(pending, features.split([len(x) for _, x, _ in pending])):
-            correct[u] += (model.head(u)(f).argmax(1) == y).sum()
+        x_all = torch.cat([x for _, x, _ in pending])
+        with autocast(x_all.device, amp):
+            features = model.body(x_all)
+            sizes = [len(x) for _, x, _ in pending]
+            logits = [model.head(u)(f) for (u, _, _), f in zip(pending, features.split(sizes))]
+        for (u, _, y), z in zip(pending, logits):
+            correct[u] += (z.argmax(1) == y).sum()
         pending.clear()
 
     filled = 0
@@ -260,6 +284,10 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     ``config.patience``, training stops after ``patience`` epochs without
     improvement (authors' ``lr_patience``; docs/spec.md §5).  ``eval_chunk``: images
     per forward pass of the validation (:func:`evaluate`; changes no number).
+    ``config.amp``: the batch loss and the validation under :func:`autocast`; with
+    ``fp16`` the loss is scaled (:class:`torch.amp.GradScaler`) and the gradients are
+    unscaled before ``hooks.before_step`` and the clip, so hooks and the clip see true
+    gradients; a step with inf/NaN gradients is skipped by the scaler.
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -267,6 +295,8 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     best_acc, best_epoch, best_state = -1.0, -1, None
     history = []
     since_best = 0
+    device = train.images.device
+    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     for epoch in range(config.epochs):
         start = time.perf_counter()
         hooks.set_mode(model, task)
@@ -276,18 +306,27 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
         total_correct = torch.zeros((), dtype=torch.long, device=train.images.device)
         total = 0
         for x, y in train:
-            loss, logits = hooks.loss(model, task, x, y)
+            with autocast(device, config.amp):
+                loss, logits = hooks.loss(model, task, x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
             hooks.before_step(model, task)
             nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             hooks.after_step(model, task)
             total_loss += loss.detach() * len(y)
             total_correct += (logits.argmax(1) == y).sum()
             total += len(y)
         scheduler.step()
-        val_acc = evaluate(model, task, val, eval_chunk)
+        val_acc = evaluate(model, task, val, eval_chunk, config.amp)
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "train_loss": total_loss.item() / max(1, total),
                         "train_accuracy": total_correct.item() / max(1, total), "val_accuracy": val_acc,

@@ -112,7 +112,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     for u in assignment["group_tasks"]:
         x_test, y_test = task_data(images, stream.task(u), "test")
         tests[u] = Batches(x_test, y_test, *stream.normalisation(stream.task(u)), train_config.eval_batch_size, device)
-    test_accuracy = evaluate_tasks(model, tests, eval_chunk)
+    test_accuracy = evaluate_tasks(model, tests, eval_chunk, train_config.amp)
     for u, accuracy in test_accuracy.items():
         log.info("after task %d: test accuracy on task %d = %.4f", t, u, accuracy)
     record = {

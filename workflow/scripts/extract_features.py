@@ -16,7 +16,8 @@ with job_log(snakemake.log[0]) as log:
     pixels, labels = read_task_pixels(snakemake.input.images, task, split)
     weights = weights_provenance(snakemake.params.weights, snakemake.params.weights_seed)
     model = build_extractor(snakemake.params.weights, snakemake.params.weights_seed)
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
+    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
+                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
         log.info("extracting %d %s images of task %d on %s with %s", len(ids), split, task.number,
                  describe(device), weights)
         features = extract_features(model, pixels, task.mean, task.std,

@@ -32,7 +32,8 @@ with job_log(snakemake.log[0]) as log:
     options = {name: STRATEGIES[name].options_from_config(strategy["options"])} if "options" in strategy else {}
     # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
     images = {Path(p).parent.name: p for p in snakemake.input.images}
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
+    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
+                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
         log.info("%s: task %d, %s, predecessor %s, on %s", snakemake.wildcards.run, assignment["task"],
                  assignment["strategy"], assignment["predecessor"], describe(device))
         seed = job_seed(stream.seed, "learn", assignment["task"])

@@ -16,7 +16,8 @@ with job_log(snakemake.log[0]) as log:
     images, labels = task_data({task.dataset: snakemake.input.images}, task, "train")
     config = SearchConfig(**snakemake.params.search)
     # result.seconds is measured by search_cell, inside acquire_device: waiting for a GPU slot is not in T.
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"]) as device:
+    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
+                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
         log.info("searching a cell for task %d (%d images) on %s", task.number, len(labels), describe(device))
         seed = job_seed(int(snakemake.wildcards.seed), "search", task.number)
         seed_everything(seed)
