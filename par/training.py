@@ -64,7 +64,9 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def autocast(device: torch.device, amp: str = "off"):
     """Context of the forward passes under mixed precision ``amp`` (config ``training.amp``):
     ``off`` a no-op context (float32, today's numbers bit for bit), ``bf16`` or ``fp16``
-    :func:`torch.autocast` on ``device``'s type.  Raises ValueError on any other value."""
+    :func:`torch.autocast` on ``device``'s type (``False``, what YAML makes of an unquoted
+    ``off``, means ``off``).  Raises ValueError on any other value."""
+    amp = "off" if amp is False else amp
     if amp not in AMP_DTYPES:
         raise ValueError(f"training.amp must be one of {sorted(AMP_DTYPES)}, not {amp!r}")
     if AMP_DTYPES[amp] is None:
@@ -296,6 +298,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     history = []
     since_best = 0
     device = train.images.device
+    autocast(device, config.amp)  # a bad value fails here, before the first batch
     scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     for epoch in range(config.epochs):
         start = time.perf_counter()

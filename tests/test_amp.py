@@ -66,3 +66,5 @@ def test_fp16_hooks_see_unscaled_gradients(cifar10_arrays):
 def test_bad_amp_names_the_key():
     with pytest.raises(ValueError, match="training.amp"):
         autocast(torch.device("cpu"), "fp8")
+    with autocast(torch.device("cpu"), False):            # YAML's unquoted `amp: off`
+        assert not torch.is_autocast_enabled("cpu")

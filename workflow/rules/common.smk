@@ -292,7 +292,7 @@ def get_training_params(wildcards):
     only where the strategy stops early (par.training.fit reads Strategy.early_stopping;
     leaving it out here keeps a change of patience from rerunning the other tasks)."""
     settings = dict(RUNS[wildcards.run]["training"])
-    if settings.get("amp") == "off":
+    if settings.get("amp") in ("off", False):
         settings.pop("amp")  # the default (TrainConfig's): results made before the key existed stay valid
     if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
         settings.pop("patience")
