@@ -256,8 +256,8 @@ def test_every_output_records_its_provenance(copied_run):
         par_run / "metrics.parquet": ("metrics", "cpu", WEIGHTS, {"method": "par"}),
         par_run / "accuracy_matrix.parquet": ("metrics", "cpu", WEIGHTS, {"method": "par"}),
         seed / "finetune/tasks.parquet": ("metrics", "cpu", "unused", {"method": "finetune"}),
-        res / "tables/summary.parquet": ("tables", "cpu", None, {}),
-        res / "tables/aggregate.parquet": ("tables", "cpu", None, {}),
+        res / "tables/summary.parquet": ("tables", "cpu", None, None),
+        res / "tables/aggregate.parquet": ("tables", "cpu", None, None),
     }
     for path, (script, device, weights, job_config) in outputs.items():
         record = read_provenance(path)
@@ -269,6 +269,10 @@ def test_every_output_records_its_provenance(copied_run):
         if job_config is not None:
             assert record["config"] == {**job_config, **({} if script != "distances" else relatedness)}, path
     assert read_provenance(res / "relatedness/cifar10-5/seed0/distances.parquet")["config"] == relatedness
+    # the tables job's params: which runs, seeds and PAR plans its report figures cover
+    assert read_provenance(res / "tables/summary.parquet")["config"] == {
+        "n_tasks": {"cifar10-5": 5}, "plan_runs": [["cifar10-5", 0, "par"]],
+        "runs": [["cifar10-5", 0, "finetune"], ["cifar10-5", 0, "par"]], "seeds": [["cifar10-5", 0]]}
 
     learn = read_provenance(par_run / "states/task2.json")
     assignment = learn["config"]["assignment"]

@@ -40,9 +40,11 @@ TINY = {
     "planning": {"alpha": 1.0, "beta": 1.0},
     "runs": {"par": {"method": "par"}, "finetune": {"method": "finetune"},
              "independent": {"method": "independent"}, "ewc": {"method": "ewc"}, "lwf": {"method": "lwf"},
-             "mas": {"method": "mas"}, "mas-alpha": {"method": "mas-alpha"}},
+             "mas": {"method": "mas"}, "mas-alpha": {"method": "mas-alpha"},
+             "er": {"method": "er"}, "agem": {"method": "agem"},
+             "hat": {"method": "hat", "training": {"weight_decay": 0.0, "grad_clip": 10000}}},
 }
-RUNS = ("par", "finetune", "independent", "ewc", "lwf", "mas", "mas-alpha")
+RUNS = ("par", "finetune", "independent", "ewc", "lwf", "mas", "mas-alpha", "er", "agem", "hat")
 JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 
 
@@ -215,6 +217,33 @@ def test_baseline_weight_change_reruns_its_chain_after_task_one_only(full_run, t
     expected = ({("learn_task", "ewc", t) for t in range(2, 6)} | {("learn_task", "mas", t) for t in range(1, 6)}
                 | {("metrics", r, None) for r in ("ewc", "mas")} | {("tables", None, None), ("all_tables", None, None)})
     assert scheduled_jobs(result.stdout) == expected
+
+
+def test_memory_size_reruns_er_and_agem_after_task_one_only(full_run, tmp_path):
+    """memory.samples_per_class is first used by task 2's job (it draws task 1's
+    memory), so it reruns tasks 2-5 of er and agem; hat.c is used from task 1 on."""
+    workdir = fork(full_run, tmp_path)
+    config = config_for(Path(full_run[1]["data_root"]))
+    config["memory"] = {"samples_per_class": 3}
+    config["hat"] = {"c": 0.5}
+    result = snakemake(workdir, config, "all_tables", "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    expected = ({("learn_task", r, t) for r in ("er", "agem") for t in range(2, 6)}
+                | {("learn_task", "hat", t) for t in range(1, 6)}
+                | {("metrics", r, None) for r in ("er", "agem", "hat")} | {("tables", None, None), ("all_tables", None, None)})
+    assert scheduled_jobs(result.stdout) == expected
+
+
+def test_memory_and_mask_records_of_the_real_run(full_run):
+    """The real run's records: er/agem hold k per class of every earlier task
+    (10 × 2 per task here), read back from images.h5; hat carries 17 × 8 mask units."""
+    res = full_run[0] / "results/runs/cifar10-5/seed0"
+    for run in ("er", "agem"):
+        for t in range(1, 6):
+            record = json.loads((res / f"{run}/states/task{t}.json").read_text())
+            assert record["n_memory"] == 20 * (t - 1) and record["n_carried"] == 3 * 20 * (t - 1)
+    hat = json.loads((res / "hat/states/task5.json").read_text())
+    assert hat["n_mask_units"] == hat["n_carried"] == 17 * 8
 
 
 @pytest.mark.parametrize("change, needle", [
