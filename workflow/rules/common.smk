@@ -327,6 +327,11 @@ def body_spec(wildcards):
     return {"kind": get_method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18, HAT's gated one, pn, ltg, mntdp
 
 
+def get_report_item(path, category, caption, subcategory, labels):
+    """An output of rule tables marked for the report (workflow/report/*.rst captions)."""
+    return report(results(path), category=category, subcategory=subcategory, caption=caption, labels=labels)
+
+
 def get_run_outputs(wildcards):
     """Learn-task records of every task, and for PAR the plan and searched cells."""
     files = {"records": [f"{run_dir(wildcards)}/states/task{t}.json" for t in range(1, n_tasks(wildcards.bench) + 1)]}

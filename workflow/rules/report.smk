@@ -23,10 +23,6 @@ rule metrics:
         "../scripts/metrics.py"
 
 
-def _report_item(path, category, caption, subcategory, labels):
-    return report(results(path), category=category, subcategory=subcategory, caption=caption, labels=labels)
-
-
 rule tables:
     """Summary per seed, mean ± std beside the paper, their Markdown and HTML
     renderings, and what the report shows of each run: AP against M, a labelled
@@ -49,13 +45,13 @@ rule tables:
                               caption="../report/aggregate_table.rst", labels={"table": "aggregate (mean ± std)"}),
         figure=report(results("tables/ap_vs_parameters.png"), category="Summary", subcategory="Figures",
                       caption="../report/ap_vs_parameters.rst", labels={"figure": "AP vs parameters"}),
-        distance_figures=[_report_item(f"figures/distances/{b}-seed{s}.png", "Relatedness",
+        distance_figures=[get_report_item(f"figures/distances/{b}-seed{s}.png", "Relatedness",
                                        "../report/distance_heatmap.rst", "Task distances",
                                        {"benchmark": b, "seed": str(s)}) for b, s in REPORT_SEEDS],
-        plan_tables=[_report_item(f"tables/plans/{b}-seed{s}-{r}.html", "Plans", "../report/plan_table.rst",
+        plan_tables=[get_report_item(f"tables/plans/{b}-seed{s}-{r}.html", "Plans", "../report/plan_table.rst",
                                   "Groups and strategies", {"benchmark": b, "seed": str(s), "run": r})
                      for b, s, r in REPORT_RUNS if r in PLAN_RUNS],
-        accuracy_figures=[_report_item(f"figures/accuracy/{b}-seed{s}-{r}.png", "Accuracy matrices",
+        accuracy_figures=[get_report_item(f"figures/accuracy/{b}-seed{s}-{r}.png", "Accuracy matrices",
                                        "../report/accuracy_matrix.rst", b, {"benchmark": b, "seed": str(s), "run": r})
                           for b, s, r in REPORT_RUNS],
     params:
