@@ -203,3 +203,36 @@ def test_mntdp_prior_picks_the_repeated_task_and_reuses_its_path():
     assert count_parameters(model) == n_before  # the head was already added by prepare
     assert evaluate(model, 3, val) == 1.0
 
+
+
+@pytest.mark.parametrize("winner, action", [("reuse", "reuse"), ("adapt", "adapt"), ("new", "new")])
+def test_ltg_takes_the_argmax_of_its_architecture_weights(winner, action, monkeypatch):
+    """A constructed case: task 2's architecture weights α start one-hot on one
+    candidate of every layer (reuse option 0 = index 0, adapt option 0 = index c,
+    new = index 2c) and no search epoch moves them, so each layer must take that
+    action, and the parameter count grows by exactly that action's modules:
+    per layer a BatchNorm (2w) and, for adapt, a 1×1 adapter (cin·cout), for new,
+    a conv (k·k·cin·cout); plus the head (2w + 2)."""
+    torch.manual_seed(0)
+    model, _ = learn("ltg", None, 1, kind=0)
+    body, w, n1 = model.body, 4, count_parameters(model)
+    real_rand = torch.rand
+
+    def one_hot(n, **kwargs):
+        c = (n - 1) // 2
+        alpha = torch.zeros(n, **kwargs)
+        alpha[{"reuse": 0, "adapt": c, "new": 2 * c}[winner]] = 1.0
+        return alpha
+
+    monkeypatch.setattr(torch, "rand", one_hot)
+    strategy = get_strategy("ltg", search_epochs=0)
+    model = strategy.prepare(model, None, 2, 2, CPU)
+    strategy.search(model, 2, batches(1, seed=2), batches(1, seed=102, shuffle=False), CONFIG)
+    monkeypatch.setattr(torch, "rand", real_rand)
+    assert [a for a, _ in body.arch[2]] == [action] * 20 and [o for _, o in body.arch[2]] == \
+        [len(body.options[i]) - 1 if action == "new" else 0 for i in range(20)]
+    grown = {"reuse": 0, "adapt": sum(cin * cout for cin, cout, _, _ in body.layers),
+             "new": sum(k * k * cin * cout for cin, cout, k, _ in body.layers)}[action]
+    assert count_parameters(model) - n1 == 20 * 2 * w + (2 * w + 2) + grown
+    arch = strategy.architecture(model, 2)
+    assert arch[action] == 20 and arch["reuse"] + arch["adapt"] + arch["new"] == 20
