@@ -119,7 +119,7 @@ def selected_switches(names: list[str]) -> list[Switch]:
     known = {s.name for s in SWITCHES}
     unknown = sorted(set(names) - known)
     if unknown:
-        raise ConfigError(f"paper_targets.switches: {unknown} are not switches of SPEC; choose from {sorted(known)}")
+        raise ConfigError(f"paper_targets.switches: {unknown} are not switches (README "Switches", docs/spec.md); choose from {sorted(known)}")
     return [s for s in SWITCHES if s.name in names]
 
 

@@ -118,7 +118,7 @@ TARGET_CELLS = _schema(
 )
 
 SWITCH_ABLATION = _schema(
-    ("switch", pa.string(), "config key section.key of the SPEC switch"),
+    ("switch", pa.string(), "config key section.key of the paper-vs-code switch"),
     ("value", pa.string(), "the non-default value the run sets (defaults follow the authors' code)"),
     ("what", pa.string(), "what the switch changes"),
     ("run", pa.string(), "generated run name (null when it cannot run in this build)"),

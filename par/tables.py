@@ -184,7 +184,7 @@ def aggregate_html(aggregate: pd.DataFrame) -> str:
 
 def plan_view(plan: dict, task_labels: dict[int, str]) -> pd.DataFrame:
     """One row per task of a ``plan.json``: its classes, group, strategy, what it
-    continues from, the cell its expert uses, s_{t,g*} and the reason (SPEC §3)."""
+    continues from, the cell its expert uses, s_{t,g*} and the reason (docs/spec.md §3)."""
     rows = []
     for d in plan["tasks"]:
         source = d.get("genotype_source")

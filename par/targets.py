@@ -120,7 +120,7 @@ def target_rows(path: str | Path | None = None) -> list[dict]:
 def paper_sources() -> dict[tuple[int, str], str]:
     """(table, paper row) → where the paper took the row's numbers from, e.g.
     ``reported from LMC (…)``, for the rows the paper cites rather than runs
-    (``par/data/paper_sources.csv``; paper Sec. 4.1, SPEC §10)."""
+    (``par/data/paper_sources.csv``; paper Sec. 4.1, docs/spec.md §10)."""
     text = resources.files("par").joinpath("data/paper_sources.csv").read_text()
     reader = csv.DictReader([line for line in text.splitlines() if not line.lstrip().startswith("#")])
     return {(int(r["table"]), r["method"]): r["source"] for r in reader}
@@ -322,7 +322,7 @@ def with_aliases(summary: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame
 
 def switch_table(summary: pd.DataFrame, switches, unavailable: dict[str, str], benchmark: str,
                  reference_run: str = "par") -> pd.DataFrame:
-    """One row per SPEC switch (one run each, all else fixed): AP, AF, M, experts,
+    """One row per paper-vs-code switch (one run each, all else fixed): AP, AF, M, experts,
     T on ``benchmark`` and the AP change against ``reference_run``.
 
     ``switches``: :class:`par.ablations.Switch` objects; ``unavailable``: switch
@@ -364,7 +364,7 @@ def switch_view(table: pd.DataFrame, reference_run: str = "par") -> pd.DataFrame
 
 def _switch_title(table: pd.DataFrame, reference_run: str) -> str:
     bench = table.benchmark.iloc[0] if len(table) else ""
-    return f"Paper-text switches of SPEC on {bench}, one run each (everything else as `{reference_run}`)"
+    return f"Paper-text switches on {bench}, one run each (everything else as `{reference_run}`)"
 
 
 def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:

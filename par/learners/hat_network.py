@@ -12,7 +12,7 @@ the strategy restricts gradients.
 
 Bodies here:
 
-- :class:`HATLightResNet18`: the light ResNet18 of SPEC §7 (as
+- :class:`HATLightResNet18`: the light ResNet18 of docs/spec.md §7 (as
   :class:`par.models.LightResNet18`), gated after the stem (after max-pool, as
   joansj gates after pooling), after each BasicBlock's first conv (BN, ReLU) and
   after each block's output (the residual sum, ReLU); a downsample conv shares
@@ -102,7 +102,7 @@ class HATBlock(nn.Module):
 
 
 class HATLightResNet18(HATBody):
-    """The light ResNet18 (SPEC §7) with HAT gates and per-task BatchNorm (module
+    """The light ResNet18 (docs/spec.md §7) with HAT gates and per-task BatchNorm (module
     docstring).  17 gated layers of ``width`` units: ``stem``, ``block<i>_conv1``
     and ``block<i>_out`` for i = 0…7; 1088 units at width 64.
     ``forward(x, task)``: (n, 3, H, W) → (n, width)."""

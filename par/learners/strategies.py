@@ -115,7 +115,7 @@ class Strategy:
 
     def search(self, model: MultiHeadModel, task: int, train, val, config) -> dict | None:
         """A per-task architecture search run before training, timed by the job and
-        counted in T (Learn to Grow, MNTDP; SPEC §10).  Returns None (nothing searched)
+        counted in T (Learn to Grow, MNTDP; docs/spec.md §10).  Returns None (nothing searched)
         or a JSON-able dict for the record; under the key ``fit`` it may hand back
         the :class:`par.training.FitResult` of a network the search already trained
         (then the job does not train again; the key is removed from the record)."""

@@ -100,7 +100,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), train_config,
                               device, seed))
     search_start = time.perf_counter()
-    search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (SPEC §10); None elsewhere
+    search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (docs/spec.md §10); None elsewhere
     search_seconds = time.perf_counter() - search_start
     searched_fit = search.pop("fit", None) if search is not None else None
     result = searched_fit if searched_fit is not None else fit(model, t, strategy, train, val, train_config,
@@ -130,7 +130,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "history": result.history,
     }
     architecture = strategy.architecture(model, t)
-    if architecture is not None:  # growing methods (SPEC §10): the task's modules and what they cost
+    if architecture is not None:  # growing methods (docs/spec.md §10): the task's modules and what they cost
         record.update({"architecture": architecture, "n_params_added": record["n_params"] - n_before,
                        "search": search, "search_seconds": search_seconds,
                        "trained_in_search": searched_fit is not None})

@@ -114,14 +114,14 @@ rule distance_figure:
 
 
 rule switch_ablation:
-    """Every paper-vs-code switch of SPEC, one run each, everything else as the par run."""
+    """Every paper-vs-code switch (docs/spec.md), one run each, everything else as the par run."""
     input:
         metrics=_metrics([ABLATION_BENCHMARK], ["par"] + [s.run for s in selected_switches(PAPER_TARGETS["switches"])]),
     output:
         table=results("tables/ablation_switches.parquet"),
         markdown=results("tables/ablation_switches.md"),
         html=report(results("tables/ablation_switches.html"), category="Ablations",
-                    caption="../report/switch_ablation.rst", labels={"table": "SPEC switches"}),
+                    caption="../report/switch_ablation.rst", labels={"table": "paper-vs-code switches"}),
     params:
         code=code_version("switch_ablation.py"),
         switches=PAPER_TARGETS["switches"],

@@ -1,4 +1,4 @@
-"""Rule switch_ablation: every paper-vs-code switch of SPEC, one run each, beside the default run."""
+"""Rule switch_ablation: every paper-vs-code switch (docs/spec.md), one run each, beside the default run."""
 from pathlib import Path
 
 from par import schemas
