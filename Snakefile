@@ -33,6 +33,7 @@ include: "workflow/rules/common_paper.smk"
 
 
 rule all_tables:
+    localrule: True
     """Every table and figure of the configured benchmarks, runs and seeds (the default target)."""
     input:
         TABLES,
@@ -50,17 +51,18 @@ report: "workflow/report/workflow.rst"
 
 # Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode
 # job downloads, which compute nodes often cannot.  Only extract_features,
-# search_cell and learn_task are submitted.
-localrules: all_tables, all_relatedness, all_plans, decode_dataset, prepare_stream, prototypes, distances, plan, metrics, tables
+# search_cell and learn_task are submitted: every other rule says `localrule: True`.
 
 
 rule all_relatedness:
+    localrule: True
     """Distances and heatmaps only: inspect relatedness before any training."""
     input:
         [results(f"relatedness/{b}/seed{s}/distances.parquet") for b in BENCHMARK_NAMES for s in SEEDS],
 
 
 rule all_plans:
+    localrule: True
     """The plan of every PAR run: groups and strategies, before any training."""
     input:
         [results(f"runs/{b}/seed{s}/{r}/plan.json") for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],

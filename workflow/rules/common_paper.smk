@@ -1,5 +1,5 @@
-"""Lookups of the paper targets (paper.smk) and of relatedness variants
-(relatedness.smk's variant folders): which runs, benchmarks and files each needs."""
+"""Lookups of the paper targets for paper.smk: which runs, benchmarks and files each
+table and figure needs (input functions named get_*, as in common.smk)."""
 from par.ablations import selected_switches, sweep_run, switch_status
 from par.targets import TABLE_TITLES, target_rows
 
@@ -26,7 +26,7 @@ def _table_benchmarks(number):
     return list(dict.fromkeys(r["benchmark"] for r in TARGET_ROWS if r["table"] == number))
 
 
-def paper_table_metrics(wildcards):
+def get_paper_table_metrics(wildcards):
     number = int(wildcards.number)
     rows = [r for r in TARGET_ROWS if r["table"] == number]
     if number == 5:
@@ -35,7 +35,7 @@ def paper_table_metrics(wildcards):
     return _metrics(_table_benchmarks(number), runs)
 
 
-def measured_on(wildcards):
+def get_measured_on(wildcards):
     """Table 5's paper benchmark -> the benchmark its runs are made on."""
     return {"cifar100-10": ABLATION_BENCHMARK} if int(wildcards.number) == 5 else {}
 
@@ -52,7 +52,7 @@ def switch_runs_unavailable():
             if (why := switch_status(s, config)) is not None}
 
 
-def grouping_inputs(wildcards):
+def get_grouping_inputs(wildcards):
     bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
     if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
         return {}
@@ -83,14 +83,14 @@ def paper_target_unconfigured(target):
         benchmarks = [b for b in _table_benchmarks(number) if b in BENCHMARK_NAMES]
         if not benchmarks:
             return f"none of its benchmarks ({', '.join(_table_benchmarks(number))}) is configured"
-        if not paper_table_metrics(type("Wildcards", (), {"number": str(number)})):
+        if not get_paper_table_metrics(type("Wildcards", (), {"number": str(number)})):
             return f"none of its methods has a configured run on {', '.join(benchmarks)}"
         return None
     if target in ("fig3", "fig4", "ablation"):
         return None if ABLATION_BENCHMARK in BENCHMARK_NAMES else (
             f"its benchmark {ABLATION_BENCHMARK} (paper_targets.ablation_benchmark) is not configured")
     if target == "fig5":
-        return None if grouping_inputs(None) else (
+        return None if get_grouping_inputs(None) else (
             f"run {PAPER_TARGETS['grouping_run']} on {PAPER_TARGETS['grouping_benchmark']} "
             "(paper_targets.grouping_run, grouping_benchmark) is not configured")
     if target == "fig6":

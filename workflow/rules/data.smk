@@ -2,6 +2,7 @@
 
 
 rule decode_dataset:
+    localrule: True
     """Find (or download) a dataset under data_root and decode it into uint8 arrays."""
     output:
         results("data/{dataset}/images.h5"),
@@ -21,6 +22,7 @@ rule decode_dataset:
 
 
 rule prepare_stream:
+    localrule: True
     """One task of a stream for one seed: classes, train/val/test indices, normalisation
     and transforms (docs/spec.md §8). Per task, so that appending a task to a stream leaves
     the earlier tasks' files (and everything computed from them) as they are."""

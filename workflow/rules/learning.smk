@@ -1,5 +1,6 @@
 """The plan (checkpoint), cell searches and one learn-task job per (run, task)."""
 checkpoint plan:
+    localrule: True
     """Groups and a strategy per task from distances and training-set sizes (docs/spec.md §3)."""
     input:
         distances=get_run_distances,

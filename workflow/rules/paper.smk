@@ -10,7 +10,7 @@ Lookups are in common_paper.smk.
 rule paper_table:
     """One of the paper's Tables 1-5 beside our runs, a verdict per cell."""
     input:
-        metrics=paper_table_metrics,
+        metrics=get_paper_table_metrics,
     output:
         table=results("tables/table{number}.parquet"),
         markdown=results("tables/table{number}.md"),
@@ -19,7 +19,7 @@ rule paper_table:
     params:
         code=code_version("paper_table.py"),
         aliases=RUN_ALIASES,
-        measured_on=measured_on,
+        measured_on=get_measured_on,
         title=lambda w: TABLE_TITLES[int(w.number)],
     wildcard_constraints:
         number="[1-5]",
@@ -67,7 +67,7 @@ rule sweep_figure:
 rule task_groups_figure:
     """Task groups and experts of one PAR run, tasks named by their classes (Fig. 5)."""
     input:
-        unpack(grouping_inputs),
+        unpack(get_grouping_inputs),
     output:
         figure=report(results("figures/fig5.png"), category="Paper figures",
                       caption="../report/task_groups_figure.rst", labels={"figure": "Fig. 5"}),

@@ -34,6 +34,7 @@ rule extract_features:
 
 
 rule prototypes:
+    localrule: True
     """Class prototypes (class means of the features) of one task (Eq. 2)."""
     input:
         results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
@@ -53,6 +54,7 @@ rule prototypes:
 
 
 rule distances:
+    localrule: True
     """KL(q_i || q_j) for every pair of tasks (Eq. 4), as Parquet and a heatmap."""
     input:
         features=get_variant_features,

@@ -2,6 +2,7 @@
 
 
 rule metrics:
+    localrule: True
     """r[t][u], AP, AF, M and T of one run (docs/spec.md §6)."""
     input:
         unpack(get_run_outputs),
@@ -24,6 +25,7 @@ rule metrics:
 
 
 rule tables:
+    localrule: True
     """Summary per seed, mean ± std beside the paper, their Markdown and HTML
     renderings, and what the report shows of each run: AP against M, a labelled
     distance heatmap per benchmark and seed, the accuracy matrix of every run and
