@@ -1,5 +1,5 @@
 """Runs the paper's ablations need, generated from the config (Table 5, Fig. 3–4,
-and the paper-vs-code switches of docs/spec.md).
+and the paper-vs-code switches of docs/spec.md), and the switch ablation table of their results.
 
 Each generated run is a raw run entry, ``{"method": "par", <section>: {overrides}}``,
 exactly as a user would write it under ``runs:``; :func:`par.config.run_settings`
@@ -8,9 +8,15 @@ those global sections*, so an ablation changes one thing and keeps everything el
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from par.config import SECTIONS, ConfigError
+from par.formatting import format_number
+
+if TYPE_CHECKING:  # the workflow reads the switches while parsing: no pandas then
+    import pandas as pd
 
 # Table 5 (paper Sec. 4.3): row label of paper_results.csv -> (run name, overrides).
 # Columns of the paper's table: Fixed = the DARTS-V2 cell, FS = fine-grained search
@@ -119,7 +125,7 @@ def selected_switches(names: list[str]) -> list[Switch]:
     known = {s.name for s in SWITCHES}
     unknown = sorted(set(names) - known)
     if unknown:
-        raise ConfigError(f"paper_targets.switches: {unknown} are not switches (README "Switches", docs/spec.md); choose from {sorted(known)}")
+        raise ConfigError(f"paper_targets.switches: {unknown} are not switches (README 'Switches', docs/spec.md); choose from {sorted(known)}")
     return [s for s in SWITCHES if s.name in names]
 
 
@@ -164,3 +170,69 @@ def resolve_aliases(configured: dict[str, dict], generated: dict[str, dict]) -> 
         else:
             new[name] = settings
     return new, aliases
+
+
+# ---- the switch ablation table --------------------------------------------------------------
+
+def switch_table(summary: pd.DataFrame, switches, unavailable: dict[str, str], benchmark: str,
+                 reference_run: str = "par") -> pd.DataFrame:
+    """One row per paper-vs-code switch (one run each, all else fixed): AP, AF, M, experts,
+    T on ``benchmark`` and the AP change against ``reference_run``.
+
+    ``switches``: :class:`par.ablations.Switch` objects; ``unavailable``: switch
+    run -> why it cannot run in this build.  Columns: :data:`par.schemas.SWITCH_ABLATION`.
+    """
+    import pandas as pd
+
+    from par import schemas
+    from par.targets import NOT_RUN
+
+    part = summary[summary.benchmark == benchmark]
+    reference = part[part.run == reference_run].AP
+    reference_ap = float(reference.mean()) if len(reference) else math.nan
+    rows = []
+    for switch in switches:
+        runs = part[part.run == switch.run]
+        why = unavailable.get(switch.run)
+        n = 0 if why else len(runs)
+        mean = (lambda c: float(runs[c].mean()) if n else math.nan)
+        rows.append({"switch": switch.name, "value": str(switch.value), "what": switch.what,
+                     "run": None if why else switch.run, "benchmark": benchmark, "n_seeds": n,
+                     "AP_mean": mean("AP"), "AP_std": float(runs.AP.std(ddof=1)) if n > 1 else (0.0 if n else math.nan),
+                     "AF_mean": mean("AF"), "M_millions_mean": mean("M_millions"), "n_groups_mean": mean("n_groups"),
+                     "hours_mean": mean("hours"), "delta_AP": mean("AP") - reference_ap,
+                     "status": why or ("ran" if n else NOT_RUN)})
+    return pd.DataFrame(rows, columns=schemas.SWITCH_ABLATION.names)
+
+
+def switch_view(table: pd.DataFrame, reference_run: str = "par") -> pd.DataFrame:
+    """:func:`switch_table` with human column names and formatted cells (no NaN)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "switch": table.switch, "value": table.value, "run": table.run.fillna("–"), "seeds": table.n_seeds,
+        "AP": [format_number(m) + (f" ± {format_number(s)}" if n > 1 else "") for m, s, n in zip(table.AP_mean, table.AP_std, table.n_seeds)],
+        f"ΔAP vs {reference_run}": [format_number(v) for v in table.delta_AP],
+        "AF": [format_number(v) for v in table.AF_mean], "M (millions)": [format_number(v) for v in table.M_millions_mean],
+        "experts": [format_number(v, 1) for v in table.n_groups_mean], "T (hours)": [format_number(v) for v in table.hours_mean],
+        "status": table.status, "what": table.what,
+    })
+
+
+def _switch_title(table: pd.DataFrame, reference_run: str) -> str:
+    bench = table.benchmark.iloc[0] if len(table) else ""
+    return f"Paper-text switches on {bench}, one run each (everything else as `{reference_run}`)"
+
+
+def switch_markdown(table: pd.DataFrame, reference_run: str = "par") -> str:
+    """Markdown rendering of :func:`switch_table`."""
+    return f"## {_switch_title(table, reference_run)}\n\n" + switch_view(table, reference_run).to_markdown(index=False) + "\n"
+
+
+def switch_html(table: pd.DataFrame, reference_run: str = "par") -> str:
+    """HTML page of :func:`switch_table` in the report's style."""
+    from par.tables import frame_html, html_page
+
+    return html_page(_switch_title(table, reference_run), frame_html(switch_view(table, reference_run)), [
+        f"ΔAP: the run's mean AP minus that of `{reference_run}`; M in millions of parameters, T in hours of "
+        "summed job wall time; – : no value."])

@@ -1,6 +1,6 @@
-"""Number formatting shared by the Markdown tables (par.tables) and the paper targets (par.targets).
+"""Number formatting shared by the Markdown and HTML tables (par.tables, par.paper_tables, par.ablations).
 
-Imports nothing heavy: par.targets is read while the workflow is parsed."""
+Imports nothing heavy."""
 from __future__ import annotations
 
 import math

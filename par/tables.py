@@ -209,3 +209,17 @@ def plan_html(plan: dict, task_labels: dict[int, str]) -> str:
             f"Extractor: {plan.get('extractor_weights', '–')}.")
     title = f"Plan of run {plan['run']} on {plan['benchmark']}, seed {plan['seed']}"
     return html_page(title, f'<p class="par-note">{groups}</p>' + frame_html(plan_view(plan, task_labels)), [note])
+
+
+def run_summary(metrics: list[pd.DataFrame], aliases: dict[str, str]) -> pd.DataFrame:
+    """One row per (benchmark, run, seed) from per-run ``metrics.parquet`` frames
+    (possibly none), with the rows of aliased runs under their aliases' names."""
+    summary = summary_table(metrics) if metrics else pd.DataFrame(columns=schemas.SUMMARY.names)
+    return with_aliases(summary, aliases)
+
+
+def with_aliases(summary: pd.DataFrame, aliases: dict[str, str]) -> pd.DataFrame:
+    """``summary`` plus a copy of the rows of each aliased run under the alias's
+    name (a generated run with the same settings as an existing one)."""
+    copies = [summary[summary.run == run].assign(run=alias) for alias, run in aliases.items()]
+    return pd.concat([summary, *copies], ignore_index=True) if copies else summary

@@ -13,8 +13,10 @@ from par.datasets import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettings, plan_tasks
 from par.plots import task_label
 from par.io import CorruptFileError
+from par.paper_tables import readme_section, render_readme, table_markdown
+from par.tables import with_aliases
 from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
-                         readme_section, render_readme, table_cells, table_markdown, target_rows, verdict, with_aliases)
+                         table_cells, target_rows, verdict)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +129,7 @@ def test_table_cells_verdicts_from_a_summary():
 def test_readme_section_is_the_rendering_of_the_targets_file():
     readme = (REPO / "README.md").read_text()
     section = readme_section(load_targets())
-    assert section in readme, "README is out of date: run `python -m par.targets`"
+    assert section in readme, "README is out of date: run `python -m par.paper_tables`"
     assert render_readme(readme, section) == readme
     assert "t5-fixed" in section and "not reproduced (method not implemented here)" not in section
     # only rows no run of ours answers are listed as cited: ER and HAT* have runs (er, hat)

@@ -5,7 +5,9 @@ from par import schemas
 from par.io import atomic_path, read_parquet, write_parquet
 from par.logs import job_log
 from par.provenance import provenance, provenance_json, read_provenance
-from par.targets import TABLE_TITLES, load_targets, run_summary, table_cells, table_html, table_markdown
+from par.paper_tables import table_html, table_markdown
+from par.tables import run_summary
+from par.targets import TABLE_TITLES, load_targets, table_cells
 
 with job_log(snakemake.log[0]) as log:
     summary = run_summary([read_parquet(p) for p in snakemake.input.metrics], snakemake.params.aliases)

@@ -2,7 +2,7 @@
 from par.io import read_parquet
 from par.logs import job_log
 from par.plots import placeholder, sweep_figure
-from par.targets import run_summary
+from par.tables import run_summary
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -6,7 +6,8 @@ from par.ablations import selected_switches
 from par.io import atomic_path, read_parquet, write_parquet
 from par.logs import job_log
 from par.provenance import provenance, provenance_json, read_provenance
-from par.targets import run_summary, switch_html, switch_markdown, switch_table
+from par.ablations import switch_html, switch_markdown, switch_table
+from par.tables import run_summary
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params
