@@ -32,7 +32,9 @@ out = pathlib.Path(sys.argv[1])
 for record in sorted(out.glob("runs/*/*/*/states/task*.json")):
     r = json.loads(record.read_text())
     epochs = " ".join(f"{h['seconds']:.1f}" for h in r["history"])
-    print(f"{record.parent.parent.name:12s} task {r['task']} ({r['strategy']}, {r['device']}): epochs [s] {epochs}")
+    device = " ".join(f"{h['cuda_train_seconds']:.1f}" for h in r["history"] if "cuda_train_seconds" in h)
+    print(f"{record.parent.parent.name:12s} task {r['task']} ({r['strategy']}, {r['device']}): epochs [s] {epochs}"
+          f"; training steps on the GPU (CUDA events) [s] {device or '-'}")
 rows = [line.split(", ") for line in (out / "nvidia-smi.csv").read_text().splitlines() if line.strip()]
 if rows:
     util = [float(r[1].split()[0]) for r in rows]

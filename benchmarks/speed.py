@@ -1,7 +1,7 @@
 """Per-step and per-epoch time of the project's expert training against a plain
 PyTorch loop on the same model and against the authors' expert code.
 
-    python benchmarks/speed.py [--authors PATH] [--channels 16] [--layers 3] [--steps 20] [--threads 1]
+    python benchmarks/speed.py [--authors PATH] [--channels 16] [--layers 3] [--steps 20] [--threads 1] [--compile]
 
 PATH: a checkout of github.com/WenjinW/PAR (its ``src/models/par_model.py`` and
 ``src/automl/darts_operation.py`` are read from there; their code is not part of
@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epoch-images", type=int, default=1800, help="training images per epoch (demo: 1800)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the project with training.compile (nn.Module.compile of the body): "
+                             "its compile wall time and the steps it takes to pay")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -147,6 +150,13 @@ def main(argv=None) -> int:
             total += loss.detach() * len(y)
         return train.n_batches
     rows["project"] = best(project, args.repeat)
+    compile_seconds = None
+    if args.compile:  # training.compile: the body compiled in place, as par.learners.task.learn_task does
+        model.body.compile()
+        start = time.perf_counter()
+        project()  # the first pass compiles (wall time: inductor compiles in worker processes)
+        compile_seconds = time.perf_counter() - start - rows["project"] * train.n_batches
+        rows["project + compile"] = best(project, args.repeat)
 
     steps_per_epoch = args.epoch_images // batch
     print(f"expert C={args.channels} L={args.layers}, batch {batch}, {args.threads} thread(s), CPU s per step "
@@ -155,6 +165,11 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|")
     for name, seconds in rows.items():
         print(f"| {name} | {seconds:.4f} | {seconds * steps_per_epoch:.2f} | {seconds / rows['project']:.2f}x |")
+    if compile_seconds is not None:
+        saved = rows["project"] - rows["project + compile"]
+        pays = f"pays after {compile_seconds / saved:.0f} steps ({compile_seconds / saved / steps_per_epoch:.1f} epochs)" \
+            if saved > 0 else "never pays (no step is faster)"
+        print(f"compile: {compile_seconds:.1f} s wall on the first pass (beyond its steps); {pays}")
     return 0
 
 

@@ -55,6 +55,7 @@ class TrainConfig:
     brightness: float = _TRAINING["brightness"]
     eval_batch_size: int = _TRAINING["eval_batch_size"]
     amp: str = _TRAINING["amp"]
+    compile: bool = _TRAINING["compile"]
     lr_min: float = 0.0   # floor of the cosine annealing (eta_min): none for tasks; the MDL search sets its lr_min
 
 
@@ -262,6 +263,15 @@ def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 1
     return {u: correct[u].item() / max(1, len(batches[u])) for u in batches}
 
 
+def compile_body(model: nn.Module, backend: str = "inductor") -> None:
+    """``training.compile``: compile ``model.body`` in place (:meth:`torch.nn.Module.compile`:
+    its state_dict keys stay as they are, so saved states do not change format).  The
+    compile cost falls on the first forward pass (the first epoch of the job); a new
+    batch shape (the last, smaller batch; the evaluation chunk) compiles once more.
+    ``backend``: :func:`torch.compile`'s (``eager`` traces without generating code, for tests)."""
+    model.body.compile(backend=backend)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` measured: the best validation accuracy and its epoch
@@ -290,6 +300,10 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     ``fp16`` the loss is scaled (:class:`torch.amp.GradScaler`) and the gradients are
     unscaled before ``hooks.before_step`` and the clip, so hooks and the clip see true
     gradients; a step with inf/NaN gradients is skipped by the scaler.
+
+    History rows: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_accuracy``,
+    ``seconds`` (wall, training and validation); on a CUDA device also
+    ``cuda_train_seconds``, the training steps' device time from CUDA events.
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -300,8 +314,12 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     device = train.images.device
     autocast(device, config.amp)  # a bad value fails here, before the first batch
     scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
+    cuda = device.type == "cuda"
     for epoch in range(config.epochs):
         start = time.perf_counter()
+        if cuda:  # device time of the epoch's training steps, free of host-side waiting
+            events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            events[0].record()
         hooks.set_mode(model, task)
         hooks.before_epoch(model, task, epoch, train.n_batches)
         # Running sums stay on the device: no host synchronisation per batch.
@@ -329,11 +347,15 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
             total_correct += (logits.argmax(1) == y).sum()
             total += len(y)
         scheduler.step()
-        val_acc = evaluate(model, task, val, eval_chunk, config.amp)
+        if cuda:
+            events[1].record()
+        val_acc = evaluate(model, task, val, eval_chunk, config.amp)  # .item(): the host waits for the device
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "train_loss": total_loss.item() / max(1, total),
                         "train_accuracy": total_correct.item() / max(1, total), "val_accuracy": val_acc,
                         "seconds": seconds})
+        if cuda:
+            history[-1]["cuda_train_seconds"] = events[0].elapsed_time(events[1]) / 1000.0
         hooks.after_epoch(model, task, epoch, history[-1])
         improved = val_acc > best_acc
         if improved:

@@ -2,13 +2,14 @@
 evaluation, the CPU allocator setting (README, Speed)."""
 import copy
 
+import pytest
 import torch
 
 from par.cells import DARTS_V2
 from par.devices import eval_batch_size, tune_cpu_allocator
 from par.learners.strategies import Finetune
 from par.models import MultiHeadModel
-from par.training import Batches, TrainConfig, evaluate, evaluate_tasks, fit, to_float_images
+from par.training import Batches, TrainConfig, compile_body, evaluate, evaluate_tasks, fit, to_float_images
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -84,3 +85,26 @@ def test_eval_batch_size_per_device():
     assert eval_batch_size(torch.device("cpu")) == 100
     assert eval_batch_size(torch.device("cuda", 0)) == 500
     assert eval_batch_size(torch.device("cpu"), {"cpu": 64}) == 64
+
+
+def test_compiled_body_traces_and_trains_as_the_eager_one(cifar10_arrays):
+    """training.compile on the expert: dynamo traces the body (no error, state_dict keys
+    unchanged); with the ``eager`` backend (the traced graph run by PyTorch's own kernels)
+    one epoch gives the eager run's numbers, so the switch changes only code generation."""
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = expert_model((1,))
+        keys = list(model.state_dict())
+        if compiled:
+            compile_body(model, backend="eager")
+        train = real_batches(cifar10_arrays, [0, 1], shuffle=True, augment=True, n=64,
+                             generator=torch.Generator().manual_seed(1))
+        result = fit(model, 1, Finetune(), train, real_batches(cifar10_arrays, [0, 1], n=32),
+                     TrainConfig(epochs=1, compile=compiled))
+        assert list(model.state_dict()) == keys
+        runs.append((result.history[0]["train_loss"], result.history[0]["val_accuracy"],
+                     [p.detach().clone() for p in model.parameters()]))
+    (loss_a, val_a, params_a), (loss_b, val_b, params_b) = runs
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and val_a == val_b
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(params_a, params_b))

@@ -13,7 +13,7 @@ import torch
 from par.learners.strategies import get_strategy
 from par.models import MultiHeadModel, count_parameters
 from par.tasks import Stream, task_data
-from par.training import Batches, TrainConfig, evaluate_tasks, fit
+from par.training import Batches, TrainConfig, compile_body, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = strategy.prepare(predecessor, body_spec, t, task.n_classes, device)
+    if train_config.compile:
+        compile_body(model)
     generator = torch.Generator().manual_seed(seed)
     x_train, y_train = task_data(images, task, "train")
     x_val, y_val = task_data(images, task, "val")
@@ -124,6 +126,7 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "n_params": count_parameters(model),
         "n_carried": sum(v.numel() for v in model.carry.values()),
         "n_train": len(y_train),
+        "compiled": bool(train_config.compile),
         **strategy.record_fields(model),
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,

@@ -294,6 +294,8 @@ def get_training_params(wildcards):
     settings = dict(RUNS[wildcards.run]["training"])
     if settings.get("amp") in ("off", False):
         settings.pop("amp")  # the default (TrainConfig's): results made before the key existed stay valid
+    if not settings.get("compile", False):
+        settings.pop("compile", None)  # likewise
     if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
         settings.pop("patience")
     return settings
