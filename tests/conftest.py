@@ -55,3 +55,17 @@ def cifar10_arrays(cifar10_slice, tmp_path_factory):
     from par.datasets import decode, locate_source
 
     return decode(locate_source("cifar10", cifar10_slice, probe_network=False), tmp_path_factory.mktemp("scratch"))
+
+
+@pytest.fixture(scope="session")
+def full_run(cifar10_slice, tmp_path_factory):
+    """One complete tiny run of ``all_tables`` (every method of ``test_workflow.TINY``) that
+    test modules share read-only; a test that changes it works on a copy
+    (``test_workflow.fork``).  Returns (workdir, config, snakemake output)."""
+    from test_workflow import config_for, snakemake
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = config_for(cifar10_slice)
+    result = snakemake(workdir, config, "all_tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, config, result.stdout + result.stderr

@@ -28,7 +28,7 @@ from par import schemas
 from par import provenance
 from par.provenance import cached_code_hash, code_files, code_hash, imported_modules, read_provenance
 from test_startup import SNAKEMAKE_WATCHING_IMPORTS
-from test_workflow import config_for, scheduled_jobs
+from test_workflow import config_for, fork, scheduled_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = ("par", "finetune")
@@ -141,20 +141,24 @@ def run_copy(repo: Path, workdir: Path, config: dict, *args: str) -> subprocess.
 
 
 @pytest.fixture(scope="module")
-def copied_run(cifar10_slice, tmp_path_factory):
-    """A full tiny run (PAR and finetune) of a copy of the repository:
-    (copy, workdir, config, output)."""
+def copied_run(full_run, tmp_path_factory):
+    """A copy of the repository, and a copy of the shared tiny run (conftest ``full_run``)
+    settled to this module's runs (PAR and finetune) by the copy's Snakefile: the copy's
+    code hashes equal the repository's, so only the tables, which list the runs, re-run.
+    (copy, workdir, config, output of the settling run)."""
     base = tmp_path_factory.mktemp("code_invalidation")
     repo = base / "repo"
     repo.mkdir()
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
     for name in ("workflow", "par", "config"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    config = config_for(cifar10_slice)
+    workdir = fork(full_run, base)
+    config = config_for(Path(full_run[1]["data_root"]))
     config["runs"] = {r: {"method": r} for r in RUNS}
-    result = run_copy(repo, base / "work", config, "all_tables")
+    result = run_copy(repo, workdir, config, "all_tables")
     assert result.returncode == 0, result.stderr[-4000:]
-    return repo, base / "work", config, result.stdout + result.stderr
+    assert scheduled_jobs(result.stdout + result.stderr) == TAIL, "the copy re-ran more than the tables"
+    return repo, workdir, config, result.stdout + result.stderr
 
 
 def dry_run_after_editing(copied_run, module: str) -> set[tuple]:

@@ -12,7 +12,7 @@ import pytest
 from par.extractor import load_features
 from par.provenance import read_provenance
 from par.relatedness import DISTANCE_EPSILON, distance_matrix, load_prototypes
-from test_workflow import config_for, scheduled_jobs, snakemake
+from test_workflow import config_for, fork, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -31,9 +31,11 @@ PAPER_TARGETS = {
 
 
 @pytest.fixture(scope="module")
-def paper_run(cifar10_slice, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("paper")
-    config = config_for(cifar10_slice)
+def paper_run(full_run, tmp_path_factory):
+    """A copy of the shared tiny run (conftest ``full_run``) configured with one run, par:
+    its data, features and par run are reused; the ablation runs are new."""
+    workdir = fork(full_run, tmp_path_factory.mktemp("paper"))
+    config = config_for(Path(full_run[1]["data_root"]))
     config["runs"] = {"par": {"method": "par"}}
     config["paper_targets"] = PAPER_TARGETS
     # `paper` builds the targets this config fills (Table 5, Fig. 3-6, the ablation); Tables 1-4

@@ -1,5 +1,5 @@
-"""`snakemake all_tables --report` right after a demo-sized tiny run shows what the run
-made (issue 16): summary and aggregate tables, the distance heatmap, the plan of the PAR
+"""`snakemake all_tables --report` right after a demo-sized tiny run (the shared tiny run of
+every method) shows what the run made (issue 16): summary and aggregate tables, the distance heatmap, the plan of the PAR
 run, the accuracy matrix of every run and AP vs parameters; no rendered table reads NaN."""
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ import re
 
 import pytest
 
-from test_workflow import config_for, snakemake
+from test_workflow import fork, snakemake
 
 pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def tiny_run(cifar10_slice, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("report")
-    config = config_for(cifar10_slice)
-    config["runs"] = {"par": {"method": "par"}, "finetune": {"method": "finetune"}}
-    result = snakemake(workdir, config, "all_tables")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, config
+def tiny_run(full_run, tmp_path_factory):
+    """A copy of the shared tiny run of every method (conftest ``full_run``)."""
+    return fork(full_run, tmp_path_factory.mktemp("report")), full_run[1]
 
 
 def test_all_tables_report_shows_every_item_of_the_run(tiny_run):

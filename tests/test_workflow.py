@@ -88,16 +88,6 @@ def config_for(data_root: Path, **changes) -> dict:
     return config
 
 
-@pytest.fixture(scope="module")
-def full_run(cifar10_slice, tmp_path_factory):
-    """A complete run of all_tables; returns (workdir, config, snakemake output)."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    config = config_for(cifar10_slice)
-    result = snakemake(workdir, config, "all_tables")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, config, result.stdout + result.stderr
-
-
 def fork(full_run, tmp_path) -> Path:
     """A copy of the finished run's folder (outputs, metadata, mtimes)."""
     workdir = tmp_path / "work"
@@ -181,15 +171,19 @@ def test_alpha_change_reruns_plan_affected_tasks_and_tables_only(full_run, tmp_p
 
 
 def test_training_change_reruns_learning_only(full_run, tmp_path):
+    """The job set from a dry run; then one of those jobs runs, and trains with the new setting."""
     workdir = fork(full_run, tmp_path)
     config = config_for(Path(full_run[1]["data_root"]), training={"epochs": 2})
-    result = snakemake(workdir, config, "all_tables")
+    result = snakemake(workdir, config, "all_tables", "--dry-run")
     assert result.returncode == 0, result.stderr[-4000:]
     expected = ({("learn_task", r, t) for r in RUNS for t in range(1, 6)} | {("metrics", r, None) for r in RUNS}
                 | {("tables", None, None), ("all_tables", None, None)})
-    assert scheduled_jobs(result.stdout + result.stderr) == expected
-    record = json.loads((workdir / "results/runs/cifar10-5/seed0/finetune/states/task5.json").read_text())
-    assert record["epochs_run"] == 2
+    assert scheduled_jobs(result.stdout) == expected
+    state = "results/runs/cifar10-5/seed0/finetune/states/task1.json"
+    result = snakemake(workdir, config, state)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert scheduled_jobs(result.stdout + result.stderr) == {("learn_task", "finetune", 1)}
+    assert json.loads((workdir / state).read_text())["epochs_run"] == 2
 
 
 
