@@ -1,5 +1,6 @@
 """The targets file, verdicts on constructed values, the README rendering, and the
 plan switches and generated runs behind Table 5, Fig. 3-4 and the switch ablation."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,18 @@ def test_task_labels_of_the_figures():
     named = {"task": 3, "name": "S-", "dataset": "mnist", "class_names": [str(d) for d in range(10)]}
     assert task_label(named, "ctrl") == "mnist: S-"
     assert task_label({"task": 4, "class_names": list("abcdefg")}, "x", max_names=2) == "x: a, b …"
+
+
+@pytest.mark.parametrize("table", [1, 2, 3, 4, 5])
+def test_rendered_paper_tables_never_read_nan(table):
+    """No run configured: every cell is "not run" / "not reproduced" / "reported from …";
+    the run column of methods without a run reads "–" and no cell reads NaN (issue 16)."""
+    from par.paper_tables import table_html
+    from par.tables import run_summary
+
+    cells = table_cells(load_targets(), run_summary([], {}), table)
+    for text in (table_markdown(cells), table_html(f"Table {table}", cells)):
+        found = re.search(r"\bnan\b", text, re.IGNORECASE)
+        assert not found, text[max(0, found.start() - 300):found.end() + 100]
+    if table < 5:  # Table 5: every row is a generated run
+        assert "–" in table_markdown(cells)
