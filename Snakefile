@@ -33,8 +33,8 @@ include: "workflow/rules/common_paper.smk"
 
 
 rule all_tables:
-    localrule: True
     """Every table and figure of the configured benchmarks, runs and seeds (the default target)."""
+    localrule: True
     input:
         TABLES,
 
@@ -55,14 +55,14 @@ report: "workflow/report/workflow.rst"
 
 
 rule all_relatedness:
-    localrule: True
     """Distances and heatmaps only: inspect relatedness before any training."""
+    localrule: True
     input:
         [results(f"relatedness/{b}/seed{s}/distances.parquet") for b in BENCHMARK_NAMES for s in SEEDS],
 
 
 rule all_plans:
-    localrule: True
     """The plan of every PAR run: groups and strategies, before any training."""
+    localrule: True
     input:
         [results(f"runs/{b}/seed{s}/{r}/plan.json") for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],

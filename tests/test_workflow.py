@@ -198,6 +198,13 @@ def test_par_jobs_start_before_the_baselines_when_both_are_ready(full_run, tmp_p
                                                          | {("learn_task", r) for r in RUNS})
     for job in compute:
         assert job.get("priority", 0) == (1 if job["run"] == "par" else 0), job
+    # the relatedness stage feeds PAR's plan: it too starts before the baselines' learn jobs
+    result = snakemake(workdir, full_run[1], "all_tables", "-n", "--verbose", "--forcerun", "extract_features")
+    assert result.returncode == 0, result.stderr[-4000:]
+    upstream = [j for j in job_blocks(result.stdout + result.stderr)
+                if j["rule"] in ("extract_features", "prototypes", "distances", "plan")]
+    assert {j["rule"] for j in upstream} == {"extract_features", "prototypes", "distances", "plan"}
+    assert all(j.get("priority", 0) == 1 for j in upstream), upstream
 
 def test_baseline_weight_change_reruns_its_chain_after_task_one_only(full_run, tmp_path):
     """ewc.lambda is not used by a chain's first task (no penalty yet) and

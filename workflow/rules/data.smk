@@ -2,8 +2,8 @@
 
 
 rule decode_dataset:
-    localrule: True
     """Find (or download) a dataset under data_root and decode it into uint8 arrays."""
+    localrule: True
     output:
         results("data/{dataset}/images.h5"),
     params:
@@ -22,10 +22,10 @@ rule decode_dataset:
 
 
 rule prepare_stream:
-    localrule: True
     """One task of a stream for one seed: classes, train/val/test indices, normalisation
     and transforms (docs/spec.md §8). Per task, so that appending a task to a stream leaves
     the earlier tasks' files (and everything computed from them) as they are."""
+    localrule: True
     input:
         unpack(get_prepare_task_input),
     output:

@@ -1,7 +1,8 @@
 """The plan (checkpoint), cell searches and one learn-task job per (run, task)."""
 checkpoint plan:
-    localrule: True
     """Groups and a strategy per task from distances and training-set sizes (docs/spec.md §3)."""
+    priority: RELATEDNESS_PRIORITY
+    localrule: True
     input:
         distances=get_run_distances,
         tasks=get_all_task_jsons,

@@ -8,6 +8,7 @@ is empty for the global settings or `variants/<variant>/` (par.config.relatednes
 
 rule extract_features:
     """ResNet18 features (n, 512) of one task's distance split (docs/spec.md §1)."""
+    priority: RELATEDNESS_PRIORITY
     input:
         images=get_images_path,
         task=get_task_json,
@@ -34,8 +35,9 @@ rule extract_features:
 
 
 rule prototypes:
-    localrule: True
     """Class prototypes (class means of the features) of one task (Eq. 2)."""
+    priority: RELATEDNESS_PRIORITY
+    localrule: True
     input:
         results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
     output:
@@ -54,8 +56,9 @@ rule prototypes:
 
 
 rule distances:
-    localrule: True
     """KL(q_i || q_j) for every pair of tasks (Eq. 4), as Parquet and a heatmap."""
+    priority: RELATEDNESS_PRIORITY
+    localrule: True
     input:
         features=get_variant_features,
         prototypes=get_variant_prototypes,

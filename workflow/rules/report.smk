@@ -2,8 +2,8 @@
 
 
 rule metrics:
-    localrule: True
     """r[t][u], AP, AF, M and T of one run (docs/spec.md §6)."""
+    localrule: True
     input:
         unpack(get_run_outputs),
     output:
@@ -25,11 +25,11 @@ rule metrics:
 
 
 rule tables:
-    localrule: True
     """Summary per seed, mean ± std beside the paper, their Markdown and HTML
     renderings, and what the report shows of each run: AP against M, a labelled
     distance heatmap per benchmark and seed, the accuracy matrix of every run and
     the plan of every PAR run (``snakemake all_tables --report report.html``)."""
+    localrule: True
     input:
         metrics=METRICS,
         accuracy=[results(f"runs/{b}/seed{s}/{r}/accuracy_matrix.parquet") for b, s, r in REPORT_RUNS],
