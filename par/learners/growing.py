@@ -428,7 +428,7 @@ class LtG(Growing):
                     loss.backward()
                     nn.utils.clip_grad_norm_(weights, config.grad_clip)
                     opt_w.step()
-                    total += float(loss_a) * len(ya)
+                    total += float(loss_a.detach()) * len(ya)
                     correct += int((logits.argmax(1) == y).sum())
                     n += len(y)
                 schedule.step()
