@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     from par.devices import tune_cpu_allocator
     from par.learners.strategies import Finetune
     from par.models import MultiHeadModel
-    from par.training import Batches, TrainConfig
+    from par.training import Batches, TrainConfig, compile_body
 
     n, batch = args.steps * 64, 64
     g = torch.Generator().manual_seed(0)
@@ -151,8 +151,8 @@ def main(argv=None) -> int:
         return train.n_batches
     rows["project"] = best(project, args.repeat)
     compile_seconds = None
-    if args.compile:  # training.compile: the body compiled in place, as par.learners.task.learn_task does
-        model.body.compile()
+    if args.compile:  # training.compile, as par.learners.task.learn_task applies it
+        compile_body(model)
         start = time.perf_counter()
         project()  # the first pass compiles (wall time: inductor compiles in worker processes)
         compile_seconds = time.perf_counter() - start - rows["project"] * train.n_batches
