@@ -93,6 +93,11 @@ def run_module(name: str, max_children: int) -> dict:
             + 'also_copy = ["workflow/schemas"]\n')
         env = {**os.environ, "PAR_SHARED_DATA": os.environ.get("PAR_SHARED_DATA", str(REPO.parent / "shared" / "data"))}
         env.pop("PYTHONPATH", None)   # par must come from mutmut's copy
+        # the real-image slice is extracted once (by mutmut's first, unmutated run), not once per mutant
+        env["PAR_TEST_SLICE_CACHE"] = str(work / "cifar10-slice")
+        # mutmut forks each mutant from a process that has run torch: a forked child of a
+        # multi-threaded intra-op pool can hang (every mutant then "times out"); one thread
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         start = time.perf_counter()
         run = subprocess.run([_mutmut(), "run", "--max-children", str(max_children)], cwd=work, env=env,
                              capture_output=True, text=True)

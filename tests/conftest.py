@@ -44,6 +44,13 @@ def cifar10_archive() -> Path:
 def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
     """A real-image CIFAR-10 tree with 40 train and 20 test images per class:
     ``<root>/cifar10-jpg/{train,test}/<class>/*.jpg``; returns ``<root>``."""
+    cache = os.environ.get("PAR_TEST_SLICE_CACHE")  # set by benchmarks/mutation.py: one extraction for all mutants
+    if cache:
+        root = Path(cache)
+        if not (root / "complete").is_file():
+            write_cifar10_slice(cifar10_archive, root / "cifar10-jpg", {"train": 40, "test": 20})
+            (root / "complete").write_text("40 train, 20 test per class\n")
+        return root
     root = tmp_path_factory.mktemp("cifar10_slice")
     write_cifar10_slice(cifar10_archive, root / "cifar10-jpg", {"train": 40, "test": 20})
     return root
