@@ -40,6 +40,23 @@ def check_run(name: str, settings: dict) -> None:
         )
 
 
+# Keys added to a section after results existed, with the values that leave every
+# job's computation as it was before the key existed (the schema default among
+# them).  A job's params omit a key that holds one of these values, so the
+# results made before the key was added stay valid; any other value re-runs.
+NEUTRAL_VALUES: dict[str, dict[str, tuple]] = {
+    "training": {"amp": ("off", False), "compile": (False,)},
+}
+
+
+def without_neutral_values(section: str, settings: dict) -> dict:
+    """``settings`` (one config section) without the keys of
+    :data:`NEUTRAL_VALUES` ``[section]`` that hold a neutral value.  A new dict."""
+    neutral = NEUTRAL_VALUES.get(section, {})
+    return {k: v for k, v in settings.items()
+            if not (k in neutral and any(v is n or (type(v) is type(n) and v == n) for n in neutral[k]))}
+
+
 # The relatedness settings that change distances.parquet; zero_is_far is applied by the plan.
 DISTANCE_KEYS = ("distance_split", "clamp_per_class", "epsilon")
 

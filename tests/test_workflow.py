@@ -170,6 +170,21 @@ def test_alpha_change_reruns_plan_affected_tasks_and_tables_only(full_run, tmp_p
     assert scheduled_jobs(result.stdout + result.stderr) == expected
 
 
+def test_neutral_training_values_rerun_nothing_and_others_rerun_learning(full_run, tmp_path):
+    """par.config.NEUTRAL_VALUES: writing amp: off and compile: false out (the defaults,
+    keys added after results existed) schedules nothing on the finished run;
+    compile: true re-runs every learn job (dry runs on a copy)."""
+    workdir = fork(full_run, tmp_path)
+    data_root = Path(full_run[1]["data_root"])
+    result = snakemake(workdir, config_for(data_root, training={"amp": "off", "compile": False}), "all_tables",
+                       "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert scheduled_jobs(result.stdout) == set(), result.stdout[-3000:]
+    result = snakemake(workdir, config_for(data_root, training={"compile": True}), "all_tables", "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert {("learn_task", r, t) for r in RUNS for t in range(1, 6)} <= scheduled_jobs(result.stdout)
+
+
 def test_training_change_reruns_learning_only(full_run, tmp_path):
     """The job set from a dry run; then one of those jobs runs, and trains with the new setting."""
     workdir = fork(full_run, tmp_path)

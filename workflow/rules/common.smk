@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 # parses this file, and importing torch would cost seconds (issue 8;
 # tests/test_startup.py checks it).
 from par.ablations import generated_runs, resolve_aliases
-from par.config import ConfigError, check_run, relatedness_variant, run_settings
+from par.config import ConfigError, check_run, relatedness_variant, run_settings, without_neutral_values
 from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.io import read_json
 from par.learners import get_method
@@ -297,11 +297,7 @@ def get_training_params(wildcards):
     """The run's training settings that matter for this task's strategy: patience
     only where the strategy stops early (par.training.fit reads Strategy.early_stopping;
     leaving it out here keeps a change of patience from rerunning the other tasks)."""
-    settings = dict(RUNS[wildcards.run]["training"])
-    if settings.get("amp") in ("off", False):
-        settings.pop("amp")  # the default (TrainConfig's): results made before the key existed stay valid
-    if not settings.get("compile", False):
-        settings.pop("compile", None)  # likewise
+    settings = without_neutral_values("training", RUNS[wildcards.run]["training"])  # par.config.NEUTRAL_VALUES
     if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
         settings.pop("patience")
     return settings
