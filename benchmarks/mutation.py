@@ -10,9 +10,22 @@ and each mutant is run against only the module's related test files (mutmut 3
 then runs, per mutant, only those of them that call the mutated function).
 Per module it prints killed / survived / no tests / timeouts and the kill rate,
 writes ``benchmarks/mutation/<module>.json`` (summary and surviving mutants) and
-``benchmarks/mutation/<module>.diff`` (each survivor's original and mutated line, to
-judge which are equivalent).  The real CIFAR-10 slice of the tests is read from
-``PAR_SHARED_DATA`` (default ``../shared/data``).
+``benchmarks/mutation/<module>.diff`` (each survivor as ``name: original => mutated``,
+the changed lines of its function, the ``def`` line included, to judge which are
+equivalent).  The real CIFAR-10 slice of the tests is read from ``PAR_SHARED_DATA``
+(default ``../shared/data``).
+
+Survivors judged equivalent (no test can tell them from the original) are listed by
+hand in ``benchmarks/mutation/<module>.equivalent.tsv``: a header line, then
+``function<TAB>change<TAB>reason``, where ``function`` is the mutant name without its
+``__mutmut_N`` (mutant numbers shift when the code changes) and ``change`` is exactly
+the ``original => mutated`` text the .diff shows after ``name: ``.  Survivors that
+match a row count as equivalent; the JSON and the printout then also give the kill
+rate over the non-equivalent mutants, (killed + timeouts) / (decided − equivalent),
+and the unexplained survivors.
+
+    python benchmarks/mutation.py --rescore training  # after editing a .tsv: recompute
+                                                      # the JSON from JSON + .diff + .tsv
 """
 from __future__ import annotations
 
@@ -40,6 +53,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                                                   "tests/test_baselines.py"]),
     "regularizers": ("par/learners/regularizers.py", ["tests/test_baselines.py"]),
     "methods": ("par/learners/methods.py", ["tests/test_learners.py"]),
+    "memory": ("par/learners/memory.py", ["tests/test_memory_methods.py"]),
+    "hat": ("par/learners/hat.py", ["tests/test_hat.py"]),
+    "growing": ("par/learners/growing.py", ["tests/test_growing.py"]),
+    "task": ("par/learners/task.py", ["tests/test_learners.py", "tests/test_memory_methods.py"]),
 }
 
 
@@ -61,7 +78,11 @@ def survivor_diffs(mutated_source: Path, survivors: list[str]) -> list[str]:
     functions = {}
     for node in ast.walk(ast.parse("\n".join(lines))):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            functions[node.name] = lines[node.lineno:node.end_lineno]   # the body, without the def line
+            # the def line too (a mutated default value changes only the signature), under
+            # the function's own name, so that the original's and the mutant's compare equal
+            public = re.sub(r"^x(_|ǁ[^ǁ]*ǁ)", "", re.sub(r"__mutmut_(\d+|orig)$", "", node.name))
+            body = lines[node.lineno - 1:node.end_lineno]
+            functions[node.name] = [body[0].replace(node.name, public, 1)] + body[1:]
     out = []
     for name in survivors:
         mutant = name.split(".")[-1]
@@ -73,6 +94,82 @@ def survivor_diffs(mutated_source: Path, survivors: list[str]) -> list[str]:
                  if l[:1] in "+-" and not l.startswith(("+++", "---"))]
         out.append(f"{name}: " + " => ".join(l[1:].strip() for l in lines))
     return out
+
+
+def function_of(mutant: str) -> str:
+    """``par.training.x_fit__mutmut_12`` -> ``par.training.x_fit`` (the .equivalent.tsv key)."""
+    import re
+
+    return re.sub(r"__mutmut_\d+$", "", mutant)
+
+
+def read_equivalent(name: str) -> dict[tuple[str, str], str]:
+    """(function, change) -> reason, from ``<name>.equivalent.tsv`` (empty if there is none)."""
+    path = OUT / f"{name}.equivalent.tsv"
+    if not path.exists():
+        return {}
+    rows = {}
+    for number, line in enumerate(path.read_text().splitlines()[1:], start=2):   # [0]: the header
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in (fields[0], fields[2])):
+            raise SystemExit(f"{path}:{number}: want function<TAB>change<TAB>reason, got {line!r}")
+        rows[(fields[0], fields[1])] = fields[2]
+    return rows
+
+
+def score(name: str, summary: dict, diffs: list[str]) -> dict:
+    """``summary`` with the equivalent survivors (those matching ``<name>.equivalent.tsv``) counted,
+    the kill rate over the non-equivalent mutants and the unexplained survivors added."""
+    change = {}
+    for line in diffs:
+        mutant, _, text = line.partition(": ")
+        change[mutant] = text
+    rows = read_equivalent(name)
+    equivalent = {m for m in summary["survivors"] if (function_of(m), change.get(m)) in rows}
+    used = {(function_of(m), change[m]) for m in equivalent}
+    decided = summary["killed"] + summary["survived"] + summary["timeout"]
+    caught = summary["killed"] + summary["timeout"]
+    rest = decided - len(equivalent)
+    return {**summary, "equivalent": len(equivalent),
+            "kill_rate_non_equivalent": round(caught / rest, 4) if rest else None,
+            "unexplained": [m for m in summary["survivors"] if m not in equivalent],
+            "unmatched_equivalent_rows": len(set(rows) - used)}
+
+
+def write(name: str, summary: dict, diffs: list[str]) -> dict:
+    summary = score(name, summary, diffs)
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (OUT / f"{name}.diff").write_text("\n".join(diffs) + "\n")
+    return summary
+
+
+def rescore(name: str) -> dict:
+    """Recompute ``<name>.json`` from the stored JSON, .diff and .equivalent.tsv (no mutmut run)."""
+    path = OUT / f"{name}.json"
+    if not path.exists():
+        raise SystemExit(f"{name}: no {path} yet: run the module first")
+    summary = json.loads(path.read_text())
+    diffs = (OUT / f"{name}.diff").read_text().splitlines()
+    return write(name, summary, [d for d in diffs if d.strip()])
+
+
+def report(name: str, s: dict) -> None:
+    rate = "n/a" if s["kill_rate"] is None else f"{100 * s['kill_rate']:.1f} %"
+    rate_ne = "n/a" if s["kill_rate_non_equivalent"] is None else f"{100 * s['kill_rate_non_equivalent']:.1f} %"
+    print(f"{name}: {s['killed']} killed, {s['survived']} survived ({s['equivalent']} equivalent), "
+          f"{s['no_tests']} without tests, {s['timeout']} timeouts of {s['total']}: kill rate {rate}, "
+          f"{rate_ne} of the non-equivalent ({s['seconds']} s)", flush=True)
+    if s["unmatched_equivalent_rows"]:
+        print(f"  {s['unmatched_equivalent_rows']} row(s) of {name}.equivalent.tsv match no survivor "
+              f"(killed now, or the code changed)")
+    if s["unexplained"]:
+        change = dict(l.partition(": ")[::2] for l in (OUT / f"{name}.diff").read_text().splitlines())
+        print(f"  {len(s['unexplained'])} unexplained survivor(s):")
+        for m in s["unexplained"]:
+            print(f"    {m}: {change.get(m, '')}")
 
 
 def run_module(name: str, max_children: int) -> dict:
@@ -114,10 +211,7 @@ def run_module(name: str, max_children: int) -> dict:
     summary = {"module": module, "tests": tests, **stats, "seconds": round(seconds),
                "kill_rate": round((stats["killed"] + stats["timeout"]) / decided, 4) if decided else None,
                "survivors": survivors}
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (OUT / f"{name}.diff").write_text("\n".join(diffs) + "\n")
-    return summary
+    return write(name, summary, diffs)
 
 
 def main(argv=None) -> int:
@@ -125,6 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the JSON from the stored JSON, .diff and .equivalent.tsv, without mutmut")
     args = parser.parse_args(argv)
     if args.list:
         for name, (module, tests) in MODULES.items():
@@ -133,11 +229,11 @@ def main(argv=None) -> int:
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
-    for name in args.modules or list(MODULES):
-        s = run_module(name, args.max_children)
-        rate = "n/a" if s["kill_rate"] is None else f"{100 * s['kill_rate']:.1f} %"
-        print(f"{name}: {s['killed']} killed, {s['survived']} survived, {s['no_tests']} without tests, "
-              f"{s['timeout']} timeouts of {s['total']}: kill rate {rate} ({s['seconds']} s)", flush=True)
+    names = args.modules or list(MODULES)
+    if args.rescore:   # the modules that have results
+        names = [n for n in names if args.modules or (OUT / f"{n}.json").exists()]
+    for name in names:
+        report(name, rescore(name) if args.rescore else run_module(name, args.max_children))
     return 0
 
 

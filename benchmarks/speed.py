@@ -16,6 +16,9 @@ best of ``--repeat`` runs:
   compute jobs (``par.devices.tune_cpu_allocator``);
 - plain: the same ``par.cells.Expert``, NCHW-contiguous float batches (what a
   ``DataLoader`` with ``ToTensor`` gives), forward, CE, backward, clip, SGD step;
+- project, NCHW-contiguous input: the project's loop with each batch copied to
+  NCHW-contiguous before the forward pass: what the explicit channels_last layout of
+  ``par.training.to_float_images`` is worth;
 - authors: their ``Expert`` (``par_model.py``) with their ``train_epoch`` step
   (it also calls ``loss.item()`` and ``hits.sum().item()`` per batch), fed the
   same NCHW-contiguous batches with no augmentation cost (generous to them: their
@@ -138,10 +141,12 @@ def main(argv=None) -> int:
     train = Batches(images, labels, (0.5,) * 3, (0.25,) * 3, batch, torch.device("cpu"), shuffle=True,
                     augment=True, config=config, generator=g)
 
-    def project():   # the body of par.training.fit's batch loop
+    def project(layout=None):   # the body of par.training.fit's batch loop
         model.train()
         total = torch.zeros(())
         for x, y in train:
+            if layout is not None:   # the layout row: the same batch, copied to another memory format
+                x = x.contiguous(memory_format=layout)
             loss, logits = strategy.loss(model, 1, x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,6 +155,9 @@ def main(argv=None) -> int:
             total += loss.detach() * len(y)
         return train.n_batches
     rows["project"] = best(project, args.repeat)
+    # The input layout on its own: the same loop fed NCHW-contiguous batches (one copy per
+    # batch, included; it is a small part of a step).  Shows what channels_last buys here.
+    rows["project, NCHW-contiguous input"] = best(lambda: project(torch.contiguous_format), args.repeat)
     compile_seconds = None
     if args.compile:  # training.compile, as par.learners.task.learn_task applies it
         compile_body(model)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from par.streams import build_stream
@@ -107,7 +108,7 @@ def test_alpha_scaling_equalises_tasks_and_sums_to_lambda():
     scaled = [a * s for a, s in zip(alphas, totals)]
     assert scaled == pytest.approx([scaled[0]] * 3)
     assert alphas == pytest.approx([10 / 1 / 3.25, 10 / 4 / 3.25, 10 / 0.5 / 3.25])  # H = 1 + 1/4 + 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^every task's importance total must be positive, got \[1.0, 0.0\]$"):
         alpha_scales([1.0, 0.0], 1.0)
 
 
@@ -138,6 +139,180 @@ def test_alpha_scaled_quadratic_equals_the_sum_over_tasks():
     mas = 300.0 * quadratic_penalty(model, tasks[0][0], tasks[0][1])
     assert single.penalty(model, 300.0).item() == pytest.approx(mas.item(), rel=1e-9)
     assert AlphaScaledQuadratic().penalty(model, 300.0).item() == 0.0
+
+
+class TaskScaled(TwoWeights):
+    """logits(x, task) = task · (a·x, b·x): which head is asked for matters."""
+
+    def forward(self, x, task):
+        return task * super().forward(x, task)
+
+
+def test_mas_aljundi_divides_by_the_images_and_authors_is_the_default():
+    """Batches of two images: the Aljundi estimate is a mean over the 4 images, not the 2 batches."""
+    mean_x2 = sum(x * x for x in XS) / 4
+    # per batch |∂ Σ_x (a² + b²) x² / ∂a| = 2 |a| Σ_x x² (same sign in both batches), summed, / 4 images
+    aljundi = mas_importance(TwoWeights(A, B), 1, BATCHES, batch_size=2, estimate="aljundi")
+    assert aljundi["a"].item() == pytest.approx(2 * abs(A) * mean_x2, rel=1e-12)
+    head2 = mas_importance(TaskScaled(A, B), 2, BATCHES, batch_size=2, estimate="aljundi")
+    assert head2["a"].item() == pytest.approx(4 * 2 * abs(A) * mean_x2, rel=1e-12)   # ‖f‖² = 4 (a² + b²) x²
+    default = mas_importance(TwoWeights(A, B), 1, BATCHES, batch_size=2)
+    authors = mas_importance(TwoWeights(A, B), 1, BATCHES, batch_size=2, estimate="authors")
+    assert {n: v.item() for n, v in default.items()} == {n: v.item() for n, v in authors.items()}
+
+
+def test_importance_estimates_leave_no_gradient_behind_and_refuse_no_batches():
+    model = TwoWeights(A, B)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)   # stale gradients of the task's last training step
+    empirical_fisher(model, 1, BATCHES, batch_size=2)
+    assert all(p.grad is None for p in model.parameters())
+    one = empirical_fisher(TwoWeights(A, B), 1, BATCHES[:1], batch_size=2)   # one batch is enough
+    g = sum(ce_gradient(XS[i], YS[i])[0] for i in (0, 1)) / 2
+    assert one["a"].item() == pytest.approx(2 * g * g, rel=1e-12)
+    with pytest.raises(ValueError, match="^no batches to estimate parameter importance from$"):
+        empirical_fisher(TwoWeights(A, B), 1, [], batch_size=2)
+    with pytest.raises(ValueError, match="^no batches to estimate parameter importance from$"):
+        mas_importance(TwoWeights(A, B), 1, [], batch_size=2, estimate="aljundi")
+
+
+def test_penalties_are_on_the_model_device_even_with_no_term():
+    model = TwoWeights(A, B).to("meta")   # stands for an accelerator: not the default device
+    assert quadratic_penalty(model, {}, {}).device.type == "meta"
+    assert AlphaScaledQuadratic().penalty(model, 3.0).device.type == "meta"
+
+
+def test_alpha_scaled_quadratic_small_and_zero_importance_and_unused_entries():
+    quadratic = AlphaScaledQuadratic()
+    with pytest.raises(ValueError, match="^the task's importance is zero everywhere; MAS-α cannot scale it$"):
+        quadratic.add_task({"a": torch.zeros(2, dtype=torch.float64)}, {"a": torch.ones(2, dtype=torch.float64)})
+    assert quadratic.n_tasks == 0
+    # totals of 0.25 (below 1) are valid; entry 1 is used by no task: its centre is the latest anchor
+    for anchor in ([1.0, 2.0], [3.0, -4.0]):
+        quadratic.add_task({"a": torch.tensor([0.25, 0.0], dtype=torch.float64)},
+                           {"a": torch.tensor(anchor, dtype=torch.float64)})
+    assert quadratic.centre["a"].tolist() == [2.0, -4.0]
+    model = nn.Module()
+    model.a = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    # α_t = 2 / (0.25 · (4 + 4)) = 1 each: ½ · 0.25 · (0 − 1)² + ½ · 0.25 · (0 − 3)² = 1.25
+    assert quadratic.penalty(model, 2.0).item() == pytest.approx(1.25, rel=1e-12)
+    assert quadratic.to(torch.device("meta")) is quadratic
+    assert {v.device.type for v in [*quadratic.weight.values(), *quadratic.centre.values()]} == {"meta"}
+
+
+class TwoBatches(list):
+    """BATCHES as a strategy's ``train`` argument (iterable, with the configured batch size)."""
+
+    batch_size = 2
+
+
+def test_lwf_soft_cross_entropy_smoothing_by_hand_and_without_warnings():
+    """T = 1, ε = 0.2, K = 2: row 1 student (1/4, 3/4) → (0.35, 0.85) / 1.2, teacher (3/4, 1/4);
+    row 2 uniform against uniform: −ln ½.  No warning (softmax over the classes, dim 1)."""
+    import warnings
+
+    from par.learners.strategies import lwf_soft_cross_entropy
+
+    student = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]], dtype=torch.float64)
+    teacher = torch.tensor([[math.log(3), 0.0], [1.0, 1.0]], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = lwf_soft_cross_entropy(student, teacher, temperature=1.0, epsilon=0.2).item()
+    row1 = -(0.75 * math.log(0.35 / 1.2) + 0.25 * math.log(0.85 / 1.2))
+    assert value == pytest.approx((row1 + math.log(2)) / 2, rel=1e-12)
+
+
+class Heads(nn.Module):
+    """body: Linear 2 → 3, a Linear 3 → 2 head per task 1, 2 (seeded): what distillation_loss uses."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.body = nn.Linear(2, 3, dtype=torch.float64)
+        self.heads = nn.ModuleDict({str(t): nn.Linear(3, 2, dtype=torch.float64) for t in (1, 2)})
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64))
+
+    def head(self, task):
+        return self.heads[str(task)]
+
+
+def test_distillation_loss_uses_the_given_temperature():
+    from par.learners.strategies import distillation_loss, lwf_soft_cross_entropy
+
+    student, teacher = Heads(0), Heads(1)
+    x, y = torch.tensor([[1.0, -1.0], [0.5, 2.0]], dtype=torch.float64), torch.tensor([0, 1])
+    loss, logits = distillation_loss(student, teacher, 2, [1], x, y, temperature=5.0, weight=0.5)
+    soft = lwf_soft_cross_entropy(student.head(1)(student.body(x)), teacher.head(1)(teacher.body(x)), 5.0)
+    assert loss.item() == pytest.approx((F.cross_entropy(logits, y) + 0.5 * soft).item(), rel=1e-12)
+
+
+def test_baseline_defaults_are_the_papers():
+    """docs/spec.md §7: EWC λ 3000, LwF T 2 and c 2, MAS c 300 (MAS-α's λ the same)."""
+    assert get_strategy("ewc").penalty_lambda == 3000.0
+    assert get_strategy("mas").penalty_lambda == 300.0 and get_strategy("mas-alpha").alpha_sum == 300.0
+    lwf = get_strategy("lwf")
+    assert (lwf.c, lwf.temperature) == (2.0, 2.0)
+    assert get_strategy("ewc", penalty_lambda=5.0).penalty_lambda == 5.0   # the options reach the strategy
+
+
+def test_lwf_teacher_is_a_frozen_copy_for_the_earlier_heads_only():
+    from par.models import MultiHeadModel
+
+    lwf = get_strategy("lwf")
+    model = lwf.prepare(None, {"kind": "light_resnet18", "width": 2}, 1, 2, torch.device("cpu"))
+    assert lwf.old_tasks == [] and lwf.teacher is None          # first task: plain CE, no copy
+    lwf = get_strategy("lwf")
+    model = lwf.prepare(model, None, 2, 2, torch.device("cpu"))
+    assert lwf.old_tasks == [1]
+    assert lwf.teacher is not None and not any(p.requires_grad for p in lwf.teacher.parameters())
+    assert isinstance(lwf.teacher, MultiHeadModel) and not lwf.teacher.training
+
+
+def test_importance_penalties_add_the_penalty_to_the_cross_entropy():
+    ewc = get_strategy("ewc", penalty_lambda=10.0)
+    model = TwoWeights(A, B)
+    ewc.importance = {"a": torch.tensor(2.0, dtype=torch.float64)}
+    ewc.anchor = {"a": torch.tensor(A - 0.1, dtype=torch.float64)}
+    x, y = BATCHES[0]
+    loss, logits = ewc.loss(model, 1, x, y)
+    assert loss.item() == pytest.approx((F.cross_entropy(logits, y) + 10.0 * 0.5 * 2.0 * 0.1 ** 2).item(), rel=1e-9)
+    alpha = get_strategy("mas-alpha", alpha_sum=10.0)
+    alpha.quadratic = AlphaScaledQuadratic()
+    alpha.quadratic.add_task(ewc.importance, ewc.anchor)   # one task: exactly MAS's penalty with c = λ
+    loss, logits = alpha.loss(model, 1, x, y)
+    assert loss.item() == pytest.approx((F.cross_entropy(logits, y) + 10.0 * 0.5 * 2.0 * 0.1 ** 2).item(), rel=1e-9)
+
+
+def test_mas_strategies_estimate_with_the_configured_importance():
+    expected = mas_importance(TwoWeights(A, B), 1, BATCHES, 2, estimate="aljundi")
+    mas = get_strategy("mas", importance="aljundi")
+    assert {n: v.item() for n, v in mas.estimate(TwoWeights(A, B), 1, TwoBatches(BATCHES)).items()} == \
+        {n: v.item() for n, v in expected.items()}
+    alpha = get_strategy("mas-alpha", importance="aljundi")
+    alpha.quadratic = AlphaScaledQuadratic()
+    carry = alpha.after_task(TwoWeights(A, B), 1, TwoBatches(BATCHES))
+    total = sum(v.item() for v in expected.values())
+    assert carry["weight.a"].item() == pytest.approx(expected["a"].item() / total, rel=1e-12)
+
+
+def test_penalty_strategies_move_the_carry_to_the_device_and_refuse_a_missing_one():
+    from par.models import MultiHeadModel
+
+    body = {"kind": "light_resnet18", "width": 2}
+    for name in ("ewc", "mas-alpha"):
+        first = get_strategy(name)
+        model = first.prepare(None, body, 1, 2, torch.device("cpu"))
+        model.carry = first.after_task(model, 1, TwoBatches([(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))]))
+        later = get_strategy(name)
+        later.prepare(copy.deepcopy(model), None, 2, 2, torch.device("meta"))   # stands for an accelerator
+        carried = later.importance.values() if name == "ewc" else later.quadratic.weight.values()
+        assert {v.device.type for v in carried} == {"meta"}
+    bare = MultiHeadModel(body, heads={1: 2})
+    with pytest.raises(ValueError, match=r"^mas-alpha: the predecessor state carries no importance "
+                                         r"\(was it learned by mas-alpha\?\)$"):
+        get_strategy("mas-alpha").prepare(bare, None, 2, 2, torch.device("cpu"))
 
 
 def test_baselines_chain_like_finetune():

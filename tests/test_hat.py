@@ -117,6 +117,10 @@ def test_two_layer_net_loss_compensation_clamp_and_mask_by_hand():
     assert torch.allclose(carry["hat.mask.fc1"], torch.sigmoid(400 * torch.tensor([6.0, -6.0, 0.5])))
     model.eval()
     assert model.body.current_s() == 400.0
+    model.train()   # after the task also in train mode (BatchNorm statistics): the gates of s_max
+    assert model.body.current_s() == 400.0
+    # used units: fc1 σ(400·(6, −6, 0.5)) → 2 of 3; fc2 σ(400·(1, 0, −1)) = (1, ½, 0) → 1 (½ is not used)
+    assert hat.record_fields(model) == {"n_mask_units": 6, "mask_used_fraction": 0.5}
 
 
 def test_gradients_of_task_1_units_are_masked_for_task_2_on_the_two_layer_net():
@@ -128,7 +132,12 @@ def test_gradients_of_task_1_units_are_masked_for_task_2_on_the_two_layer_net():
     model = hat2.prepare(model, None, 2, 2, CPU)
     hat2.n_train = 2
     hat2.before_epoch(model, 2, 0, 1)
-    loss, _ = hat2.loss(model, 2, torch.tensor([[1.0, -1.0], [0.5, 2.0]]), torch.tensor([0, 1]))
+    y = torch.tensor([0, 1])
+    loss, logits = hat2.loss(model, 2, torch.tensor([[1.0, -1.0], [0.5, 2.0]]), y)
+    free = model.body.mask(2, hat2.s)
+    # c · R over the units free after task 1 only: fc1 unit 1, fc2 unit 2
+    assert loss.item() == pytest.approx((F.cross_entropy(logits, y) + 0.75 * (free["fc1"][1] + free["fc2"][2]) / 2).item(),
+                                        rel=1e-6)
     loss.backward()
     raw = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     hat2.before_step(model, 2)
@@ -149,6 +158,52 @@ def test_gradients_of_task_1_units_are_masked_for_task_2_on_the_two_layer_net():
     masks = model.body.mask(2, hat2.s)
     assert mask_regulariser(masks, hat2.mask_pre).item() == pytest.approx(
         ((masks["fc1"][1] + masks["fc2"][2]) / 2).item(), rel=1e-4)
+    # after task 2 the cumulative mask is the unitwise max of task 1's and σ(s_max e_2)
+    set_embeddings(model, 2, [-6.0, 6.0, 6.0], [-6.0, 0.001, -6.0])
+    carry = hat2.after_task(model, 2, None)
+    assert torch.equal(carry["hat.mask.fc1"], torch.ones(3))
+    assert torch.allclose(carry["hat.mask.fc2"], torch.tensor([1.0, 1.0, 0.0]), atol=1e-7)
+    set_embeddings(model, 2, [-6.0, -6.0, -6.0], [-6.0, -6.0, -6.0])
+    assert torch.allclose(hat2.after_task(model, 2, None)["hat.mask.fc2"], torch.tensor([1.0, 1.0, 0.0]), atol=1e-7)
+
+
+def test_hat_defaults_are_joansj_settings():
+    hat = get_strategy("hat")
+    assert (hat.s_max, hat.c, hat.clamp, hat.thres_cosh) == (400.0, 0.75, 6.0, 50.0)
+
+
+def test_compensation_uses_the_configured_thres_cosh():
+    hat = get_strategy("hat", thres_cosh=3.0)
+    model = two_layer(hat)
+    set_embeddings(model, 1, [0.02, -0.03, 0.05], [1.0, 0.0, -1.0])   # s e = 4, −6, 10: unsaturated, beyond ±3
+    hat.n_train = 4
+    hat.before_epoch(model, 1, 0, 2)
+    x, y = torch.tensor([[1.0, -1.0], [0.5, 2.0]]), torch.tensor([0, 1])
+    hat.loss(model, 1, x, y)
+    loss, _ = hat.loss(model, 1, x, y)     # second batch: s ≈ 200, so s e is clamped at ±3
+    s = (400 - 1 / 400) / 2 + 1 / 400
+    model.zero_grad()
+    loss.backward()
+    e1 = model.body.embeddings["1"]["fc1"]
+    raw = e1.grad.clone()
+    assert raw.abs().min() > 0
+    hat.before_step(model, 1)
+    factor = 400 / s * (torch.cosh(torch.clamp(s * e1.detach(), -3, 3)) + 1) / (torch.cosh(e1.detach()) + 1)
+    assert torch.allclose(e1.grad, raw * factor)
+
+
+def test_the_carried_mask_moves_to_the_training_device_and_a_missing_one_is_refused():
+    hat1 = get_strategy("hat")
+    model = two_layer(hat1)
+    model.carry = hat1.after_task(model, 1, None)
+    hat2 = get_strategy("hat")
+    hat2.prepare(copy.deepcopy(model), None, 2, 2, torch.device("meta"))   # stands for an accelerator
+    assert {v.device.type for v in hat2.mask_pre.values()} == {"meta"}
+    assert hat2.record_fields(model) == {}    # before the task ends: no mask to report
+    model.carry = {}
+    with pytest.raises(ValueError, match=r"^hat: the predecessor state carries no cumulative mask "
+                                         r"\(was it learned by hat\?\)$"):
+        get_strategy("hat").prepare(model, None, 2, 2, CPU)
 
 
 @pytest.fixture(scope="module")

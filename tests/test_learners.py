@@ -128,3 +128,181 @@ def test_regularize_trains_the_expert_and_the_new_head_only():
             assert torch.equal(v, old_heads[u][k]), f"old head {u} {k} changed"
     assert not torch.equal(model.head(3).weight, new_head["weight"])
     assert not torch.equal(model.body.state_dict()["features.0.weight"], body["features.0.weight"])
+
+
+def test_prepare_places_the_model_on_the_device_and_needs_a_body_spec_for_a_fresh_one():
+    body = {"kind": "light_resnet18", "width": 2}
+    meta = torch.device("meta")   # stands for an accelerator
+    model = get_strategy("finetune").prepare(None, body, 1, 2, meta)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    cpu_model = get_strategy("finetune").prepare(None, body, 1, 2, torch.device("cpu"))
+    model = get_strategy("finetune").prepare(cpu_model, None, 2, 2, meta)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    with pytest.raises(ValueError, match="^strategy independent starts a new model here and needs a body spec$"):
+        get_strategy("independent").prepare(None, None, 1, 2, torch.device("cpu"))
+
+
+def test_regularize_defaults_and_frozen_parts():
+    """docs/spec.md §5: λ = 1, T = 2; the teacher and the group's old heads are frozen
+    (requires_grad False); regularize-head freezes everything but the new head."""
+    from par.models import MultiHeadModel
+
+    strategy = get_strategy("regularize")
+    assert (strategy.lwf_lambda, strategy.lwf_temperature) == (1.0, 2.0)
+    model = strategy.prepare(MultiHeadModel({"kind": "light_resnet18", "width": 2}, heads={1: 2}), None, 2, 2,
+                             torch.device("cpu"))
+    assert not any(p.requires_grad for p in strategy.teacher.parameters())
+    assert not any(p.requires_grad for p in model.head(1).parameters())
+    assert all(p.requires_grad for p in [*model.body.parameters(), *model.head(2).parameters()])
+    model = get_strategy("regularize-head").prepare(MultiHeadModel({"kind": "light_resnet18", "width": 2},
+                                                                   heads={1: 2}), None, 2, 2, torch.device("cpu"))
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["heads.2.weight", "heads.2.bias"]
+
+
+def test_sample_ids_are_sorted_only_when_read_from_an_images_h5_path():
+    from types import SimpleNamespace
+
+    from par.learners.task import sample_ids
+
+    task = SimpleNamespace(dataset="d", indices=lambda split: np.array([5, 1, 3], dtype=np.int32))
+    for images in ("images.h5", {"d": "images.h5"}):
+        ids = sample_ids(images, task, "train")
+        assert ids.tolist() == [1, 3, 5] and ids.dtype == np.int64
+    for images in (object(), {"d": object()}):
+        ids = sample_ids(images, task, "train")
+        assert ids.tolist() == [5, 1, 3] and ids.dtype == np.int64
+
+
+def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_arrays, monkeypatch, caplog,
+                                                                tmp_path):
+    """learn_task with a recording strategy (stubbed compile, spied Batches and evaluation):
+    what each hook receives, the log lines and every record field, for a first task with a
+    search and an architecture, a second whose search already trained (no fit), a third
+    without architecture, read from an images.h5 path with its training ids listed unsorted."""
+    import copy
+    import logging
+    import time
+
+    from par.learners import task as task_module
+    from par.learners.strategies import Finetune
+    from par.learners.task import sample_ids
+    from par.models import count_parameters
+    from par.training import FitResult
+
+    class Recorder(Finetune):
+        def __init__(self, search_result, architecture):
+            self.search_result, self.arch, self.seen = search_result, architecture, {}
+
+        def prepare(self, predecessor, body_spec, task, n_classes, device):
+            self.seen["device"] = device
+            self.seen["model"] = super().prepare(predecessor, body_spec, task, n_classes, device)
+            return self.seen["model"]
+
+        def bind(self, context):
+            self.seen["context"] = context
+
+        def search(self, model, task, train, val, config):
+            self.seen["search"] = (model, task, train, val, config)
+            return copy.copy(self.search_result)
+
+        def after_task(self, model, task, train):
+            self.seen["after_task"] = (model, task, train)
+            return {}
+
+        def record_fields(self, model):
+            self.seen["record_fields"] = model
+            return {"extra": 1}
+
+        def architecture(self, model, task):
+            self.seen["architecture"] = (model, task)
+            return self.arch
+
+    spied = {"devices": [], "compiled": [], "amp": []}
+    real_batches, real_evaluate = task_module.Batches, task_module.evaluate_tasks
+
+    def batches(*args, **kwargs):
+        spied["devices"].append(args[5])
+        return real_batches(*args, **kwargs)
+
+    def evaluate_tasks(model, tests, chunk, amp="off"):
+        spied["amp"].append(amp)
+        return real_evaluate(model, tests, chunk, amp)
+
+    monkeypatch.setattr(task_module, "Batches", batches)
+    monkeypatch.setattr(task_module, "evaluate_tasks", evaluate_tasks)
+    monkeypatch.setattr(task_module, "compile_body", spied["compiled"].append)
+    caplog.set_level(logging.INFO, logger="par.learners.task")
+    config = TrainConfig(epochs=1, batch_size=16, augment=True, compile=True, amp="bf16")
+    body = {"kind": "light_resnet18", "width": 2}
+    cpu = torch.device("cpu")
+
+    def run(recorder, t, predecessor, tasks=stream, images=cifar10_arrays, **kwargs):
+        monkeypatch.setattr(task_module, "get_strategy", lambda name, **options: recorder)
+        assignment = {"task": t, "group": 1, "strategy": "finetune", "predecessor": t - 1 or None,
+                      "group_tasks": list(range(1, t + 1)), "genotype_source": None}
+        start = time.perf_counter()
+        model, record = learn_task(assignment, tasks, images, predecessor=predecessor,
+                                   body_spec=body if predecessor is None else None, train_config=config,
+                                   device=cpu, **kwargs)
+        return model, record, time.perf_counter() - start
+
+    first = Recorder({"tried": 2}, {"modules": ["new"]})
+    model1, record, wall = run(first, 1, None)            # seed omitted: 0
+    seen, context = first.seen, first.seen["context"]
+    assert seen["device"] == cpu and seen["model"] is model1 and spied["compiled"] == [model1]
+    assert context.seed == 0 and context.device == cpu and context.task is stream.task(1)
+    assert context.config is config and context.train.config is config
+    assert context.train.shuffle is True and context.train.augment is True
+    assert np.array_equal(context.train_ids, sample_ids(cifar10_arrays, stream.task(1), "train"))
+    assert spied["devices"] == [cpu, cpu, cpu] and spied["amp"] == ["bf16"]   # train, val, test of task 1
+    model, t, train, val, cfg = seen["search"]
+    assert (model, t, train, cfg) == (model1, 1, context.train, config) and len(val.labels) == 8
+    assert seen["after_task"] == (model1, 1, context.train) and seen["architecture"] == (model1, 1)
+    assert seen["record_fields"] is model1
+    n_params = count_parameters(model1)
+    assert set(record) == {"task", "group", "strategy", "predecessor", "group_tasks", "genotype_source",
+                           "test_accuracy", "val_accuracy", "best_epoch", "epochs_run", "n_params", "n_carried",
+                           "n_train", "compiled", "extra", "seconds", "train_seconds", "history", "architecture",
+                           "n_params_added", "search", "search_seconds", "trained_in_search"}
+    assert record["compiled"] is True and record["epochs_run"] == 1 and record["best_epoch"] == 0
+    assert record["val_accuracy"] == record["history"][0]["val_accuracy"]
+    assert record["architecture"] == {"modules": ["new"]} and record["search"] == {"tried": 2}
+    assert record["n_params_added"] == record["n_params"] == n_params and record["trained_in_search"] is False
+    assert 0 <= record["search_seconds"] <= record["train_seconds"] <= record["seconds"] <= wall
+    n_params = count_parameters(model1)
+    messages = [r.getMessage() for r in caplog.records if r.name == "par.learners.task"]
+    assert messages == [f"task 1 (finetune): 72 train / 8 val images, 2 classes, {n_params} parameters",
+                        f"after task 1: test accuracy on task 1 = {record['test_accuracy']['1']:.4f}"]
+
+    trained = FitResult(0.25, 3, 4, [{"val_accuracy": 0.25}])
+    second = Recorder({"tried": 3, "fit": trained}, {"modules": ["reuse"]})
+    model2, record2, _ = run(second, 2, model1, seed=5)
+    assert second.seen["context"].seed == 5
+    assert (record2["val_accuracy"], record2["best_epoch"], record2["epochs_run"], record2["history"]) == \
+        (0.25, 3, 4, [{"val_accuracy": 0.25}])                  # the search's fit, not a new one
+    assert record2["search"] == {"tried": 3} and record2["trained_in_search"] is True
+    assert record2["n_params_added"] == record2["n_params"] - n_params == 2 * 2 + 2
+
+    import dataclasses
+
+    import h5py
+
+    class ReversedTask3:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def task(self, u):
+            task = self.inner.task(u)
+            return dataclasses.replace(task, train=task.train[::-1].copy()) if u == 3 else task
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    with h5py.File(tmp_path / "images.h5", "w") as f:
+        for split in ("train", "test"):
+            f[f"{split}/images"] = getattr(cifar10_arrays, f"{split}_images")
+            f[f"{split}/labels"] = getattr(cifar10_arrays, f"{split}_labels")
+    third = Recorder(None, None)
+    model3, record3, _ = run(third, 3, model2, tasks=ReversedTask3(stream), images=str(tmp_path / "images.h5"))
+    assert not {"architecture", "n_params_added", "search", "search_seconds", "trained_in_search"} & set(record3)
+    assert third.seen["context"].train_ids.tolist() == sorted(stream.task(3).train.tolist())   # the order read

@@ -1,12 +1,15 @@
 """MDL search: votes, distribution update, genotype derivation (SPEC §4)."""
 import math
 import time
+import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from par.cells import N_EDGES, PRIMITIVES, Genotype
 from par.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell, search_halves
+from par.training import TrainConfig
 
 # One edge, three operations: op 0 sampled twice (last acc 0.5), op 1 once (0.7), op 2 never.
 H_E = torch.tensor([[2, 1, 0]])
@@ -142,3 +145,132 @@ def test_search_updates_the_distributions_as_mdl_says(cifar10_arrays):
     uniform = EdgeDistributions.uniform().p.tolist()
     assert result.history[-1]["p"]["normal"] != uniform or result.history[-1]["p"]["reduce"] != uniform
     assert result.genotype == derive_genotype(replay["normal"].p, replay["reduce"].p)
+
+
+
+# ---- issue 13: what benchmarks/mutation/mdl.diff showed no test pinned down -----------------
+
+CPU, META = torch.device("cpu"), torch.device("meta")   # meta: a device other than the CPU, without data
+
+
+def test_votes_need_strictly_more_samples_and_strictly_lower_accuracy():
+    # (count, last accuracy): op 0 (1, 0.5), op 1 (1, 0.7), op 2 (2, 0.5).  Only ops 1 and 2 differ in
+    # both: op 1 was sampled less and scored higher (v1[1] = 1, v2[2] = 1).  Equal counts (ops 0, 1)
+    # or equal accuracies (ops 0, 2) give no vote.
+    h_a = torch.tensor([[0.5, 0.7, 0.5]], dtype=torch.float64)
+    assert mdl_votes(torch.tensor([[1, 1, 2]]), h_a).tolist() == [[0.0, 1.0, -1.0]]
+
+
+def test_uniform_state():
+    d = EdgeDistributions.uniform(n_edges=2, n_ops=4)
+    assert d.p.tolist() == [[0.25] * 4] * 2
+    assert d.logits.tolist() == d.h_a.tolist() == [[0.0] * 4] * 2 and d.h_e.tolist() == [[0] * 4] * 2
+    assert (d.p.dtype, d.logits.dtype, d.h_e.dtype, d.h_a.dtype) == (torch.float64,) * 2 + (torch.long, torch.float64)
+    assert EdgeDistributions.uniform().p.shape == (N_EDGES, len(PRIMITIVES))
+
+
+def test_update_defaults_to_probs_and_warns_of_nothing():
+    def state():
+        return EdgeDistributions(torch.full((1, 3), 1 / 3, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64),
+                                 H_E.clone(), H_A.clone())
+
+    default, probs, logits = state(), state(), state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # e.g. softmax's deprecated implicit dimension
+        default.update(0.01)
+        probs.update(0.01, "probs")
+        logits.update(0.01, "logits")
+    assert torch.equal(default.p, probs.p) and torch.equal(default.logits, torch.zeros(1, 3, dtype=torch.float64))
+
+
+def test_sampling_draws_from_the_generator_alone():
+    d = EdgeDistributions.uniform()
+
+    def draw(global_seed):
+        with torch.random.fork_rng():
+            torch.manual_seed(global_seed)
+            return d.sample(torch.Generator().manual_seed(3))
+
+    assert torch.equal(draw(0), draw(1))
+
+
+def test_train_config_carries_every_search_hyperparameter():
+    config = SearchConfig(sample_epochs=3, lr=0.2, lr_min=0.01, momentum=0.5, weight_decay=0.004, batch_size=7,
+                          grad_clip=2.5, augment=False, crop_padding=2, brightness=0.1, eval_batch_size=9)
+    assert config.train_config() == TrainConfig(epochs=3, lr=0.2, lr_min=0.01, momentum=0.5, weight_decay=0.004,
+                                                batch_size=7, grad_clip=2.5, patience=None, augment=False,
+                                                crop_padding=2, brightness=0.1, eval_batch_size=9)
+
+
+def test_search_halves_augment_as_the_search_config_says_on_its_device():
+    # crop padding 0 and brightness 0: the augmentation changes no pixel of a constant image
+    images = torch.full((8, 4, 4, 3), 200, dtype=torch.uint8)
+    config = SearchConfig(batch_size=2, eval_batch_size=4, augment=True, crop_padding=0, brightness=0.0)
+    fit, val = search_halves(images, torch.arange(8), (0.5,) * 3, (0.25,) * 3, config, CPU,
+                             torch.Generator().manual_seed(0))
+    batches = [*fit, *val]
+    assert [len(y) for _, y in batches] == [2, 2, 4]
+    plain = (200 / 255 - 0.5) / 0.25
+    for x, _ in batches:
+        torch.testing.assert_close(x, torch.full_like(x, plain))
+    on_meta = search_halves(images, torch.arange(8), (0.5,) * 3, (0.25,) * 3, config, META, torch.Generator())
+    assert all(b.images.device == META and b.labels.device == META for b in on_meta)
+
+
+def test_hooks_apply_the_configured_update_to_both_cells():
+    from par.mdl import CELL_TYPES, MDLSearchHooks, _Sampled
+
+    hooks = MDLSearchHooks(SearchConfig(lr_search=0.5, mdl_update="logits"), torch.Generator().manual_seed(0))
+    model = _Sampled(nn.Identity())
+    assert hooks.ops == {} and (model.normal, model.reduce) == ([], [])    # nothing sampled yet
+    replay = {mode: {kind: EdgeDistributions.uniform() for kind in CELL_TYPES} for mode in ("logits", "probs")}
+    for epoch, accuracy in enumerate([0.2, 0.6, 0.4, 0.1, 0.9, 0.3, 0.5, 0.7]):
+        hooks.before_epoch(model, 0, epoch, 1)
+        assert (model.normal, model.reduce) == (hooks.ops["normal"].tolist(), hooks.ops["reduce"].tolist())
+        record = {"val_accuracy": accuracy}
+        hooks.after_epoch(model, 0, epoch, record)
+        for mode, dists in replay.items():
+            for kind in CELL_TYPES:
+                dists[kind].record(hooks.ops[kind], accuracy)
+                dists[kind].update(0.5, mode)
+        assert record["p"] == {kind: replay["logits"][kind].p.tolist() for kind in CELL_TYPES}
+    assert not torch.allclose(replay["logits"]["normal"].p, replay["probs"]["normal"].p)   # the modes differ here
+
+
+def test_search_cell_builds_and_trains_the_supernet_as_configured(monkeypatch):
+    """search_cell's wiring, with SuperNet and fit replaced by recorders (no training)."""
+    import par.mdl as mdl
+    from par.training import FitResult
+
+    calls = {}
+
+    class Net(nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            calls["net"] = (args, kwargs)
+
+        def to(self, device):
+            calls["net_device"] = device
+            return self
+
+    def fake_fit(model, task, hooks, train, val, config, eval_chunk=None, **kwargs):
+        calls["fit"] = (type(model), model.net, task, hooks, train, val, config, eval_chunk, kwargs)
+        return FitResult(0.0, 0, 0, [])
+
+    monkeypatch.setattr(mdl, "SuperNet", Net)
+    monkeypatch.setattr(mdl, "fit", fake_fit)
+    forks, fork_rng = [], torch.random.fork_rng
+    monkeypatch.setattr(torch.random, "fork_rng", lambda **kwargs: forks.append(kwargs) or fork_rng(**kwargs))
+    images = torch.zeros((6, 4, 4, 3), dtype=torch.uint8)
+    config = SearchConfig(sample_epochs=2, channels=5, n_layers=4, factorized_reduce_bn=True, batch_size=2)
+    result = search_cell(images, torch.zeros(6, dtype=torch.long), 3, (0.5,) * 3, (0.25,) * 3, config, META,
+                         eval_chunk=7)
+    assert calls["net"] == ((3,), {"channels": 5, "n_layers": 4, "factorized_reduce_bn": True})
+    assert forks == [{"devices": []}]   # the supernet is initialised on the CPU: no GPU's generator is forked
+    assert calls["net_device"] == META
+    kind, net, task, hooks, train, val, train_config, eval_chunk, kwargs = calls["fit"]
+    assert (kind, net, task, train_config, eval_chunk, kwargs) == (mdl._Sampled, net, 0, config.train_config(), 7,
+                                                                  {"keep_best": False})
+    assert isinstance(net, Net) and train.images.device == val.images.device == META
+    assert train.generator is val.generator is hooks.generator and hooks.generator.initial_seed() == 0  # seed 0
+    assert result.history == [] and isinstance(result.genotype, Genotype)

@@ -4,15 +4,20 @@ reproducible after a kill/resume), and forgetting on real CIFAR-10 images.
 """
 import copy
 import dataclasses
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from par.reproducibility import job_seed
 from par.streams import build_stream
 from par.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
-from par.learners.memory import EpisodicMemory, agem_project, select_per_class
+from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
 from par.learners.task import TaskContext, sample_ids
 from par.models import load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
@@ -72,6 +77,207 @@ def test_memory_extends_sorted_and_round_trips_through_the_carry():
     assert again.sample_ids.tolist() == [3, 7, 10, 30] and again.task_numbers == [1, 2]
     with pytest.raises(ValueError, match="already holds samples of task 1"):
         memory.extend(1, np.array([1]), np.array([0]))
+
+
+def test_select_per_class_of_no_labels_is_an_empty_int64_array():
+    out = select_per_class(np.zeros(0, np.int64), 3, np.random.default_rng(0))
+    assert out.shape == (0,) and out.dtype == np.int64
+
+
+def test_memory_stores_int64_whatever_integer_dtype_it_is_given():
+    memory = EpisodicMemory()
+    memory.extend(1, np.array([9, 4], dtype=np.uint64), np.array([1, 0], dtype=np.uint64))
+    memory.extend(2, np.array([2], dtype=np.int32), np.array([1], dtype=np.int32))
+    assert [a.dtype for a in (memory.tasks, memory.sample_ids, memory.labels)] == [np.dtype(np.int64)] * 3
+    assert memory.sample_ids.tolist() == [4, 9, 2] and memory.labels.tolist() == [0, 1, 1]
+
+
+def test_pixels_of_an_empty_memory_are_an_empty_uint8_tensor():
+    out = memory_pixels(EpisodicMemory(), None, None)
+    assert out.dtype == torch.uint8 and out.shape == (0,)
+
+
+def two_task_memory():
+    """Items 0, 1 of task 1 and item 2 of task 2, local label = item number; each item's
+    pixels a constant 30 · (item + 1); task u normalised with mean 0.1 u, std 0.5 u."""
+    memory = EpisodicMemory()
+    memory.extend(1, np.array([10, 11]), np.array([0, 1]))
+    memory.extend(2, np.array([12]), np.array([2]))
+    pixels = torch.stack([torch.full((2, 2, 3), 30 * (k + 1), dtype=torch.uint8) for k in range(3)])
+    stream = SimpleNamespace(task=lambda u: u, normalisation=lambda u: ((0.1 * u,) * 3, (0.5 * u,) * 3))
+    return memory, pixels, stream
+
+
+def test_replay_normalises_each_sample_with_its_own_tasks_statistics():
+    memory, pixels, stream = two_task_memory()
+    replay = Replay(memory, pixels, stream, SimpleNamespace(augment=False), CPU, torch.Generator().manual_seed(0))
+    x, y, tasks = replay.sample(12)
+    assert set(tasks.tolist()) == {1, 2} and x.shape == (12, 3, 2, 2)
+    for i, k in enumerate(y.tolist()):
+        u = 1 if k < 2 else 2
+        assert tasks[i] == u
+        assert torch.allclose(x[i], torch.full((3, 2, 2), (30 * (k + 1) / 255 - 0.1 * u) / (0.5 * u)))
+
+
+def test_replay_keeps_the_memory_on_the_training_device():
+    memory, pixels, stream = two_task_memory()
+    replay = Replay(memory, pixels, stream, SimpleNamespace(augment=False), torch.device("meta"),
+                    torch.Generator())
+    assert {t.device.type for t in (replay.pixels, replay.labels, replay.tasks)} == {"meta"}
+
+
+class Heads(nn.Module):
+    """The parts of a MultiHeadModel that ER and A-GEM use: a Linear 2 → 3 body and a
+    Linear 3 → 2 head for each of tasks 1, 2, 3, with seeded weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(2, 3)
+        self.heads = nn.ModuleDict({str(t): nn.Linear(3, 2) for t in (1, 2, 3)})
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+
+    def head(self, task):
+        return self.heads[str(task)]
+
+    def forward(self, x, task):
+        return self.head(task)(self.body(x))
+
+
+class FixedReplay:
+    """A memory batch of 3 samples of tasks 1, 2, 1 (the first n of them)."""
+
+    x = torch.tensor([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.5]])
+    y = torch.tensor([1, 0, 0])
+    tasks = torch.tensor([1, 2, 1])
+
+    def sample(self, n):
+        return self.x[:n], self.y[:n], self.tasks[:n]
+
+
+NEW_X, NEW_Y = torch.tensor([[0.2, 0.3], [-1.0, 1.0], [2.0, 0.0]]), torch.tensor([0, 1, 1])
+
+
+def own_head_losses(model, x, y, tasks):
+    return torch.stack([F.cross_entropy(model(x[i:i + 1], int(tasks[i])), y[i:i + 1]) for i in range(len(y))])
+
+
+def test_er_loss_is_the_mean_cross_entropy_over_new_and_memory_samples_each_through_its_head():
+    model, er = Heads(), get_strategy("er")
+    er.replay = FixedReplay()
+    loss, logits = er.loss(model, 3, NEW_X, NEW_Y)
+    assert torch.allclose(logits, model(NEW_X, 3))
+    per_sample = torch.cat([own_head_losses(model, NEW_X, NEW_Y, torch.tensor([3, 3, 3])),
+                            own_head_losses(model, FixedReplay.x, FixedReplay.y, FixedReplay.tasks)])
+    assert loss.item() == pytest.approx(per_sample.mean().item(), rel=1e-6)
+
+
+def test_agem_hands_the_projection_to_the_optimizer_and_records_the_projected_fraction(monkeypatch):
+    """A-GEM's step with the projection stubbed (projected, projected, not projected):
+    g and g_ref as documented, the returned vector split over the parameters in order,
+    and the fraction of projected steps per epoch (1 of 1, then 1 of 2)."""
+    from par.learners import memory
+
+    model, agem = Heads(), get_strategy("agem")
+    agem.replay, agem.batch_size = FixedReplay(), 2
+    params = list(model.parameters())
+
+    def flat_gradient(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+
+    g_expected = flat_gradient(F.cross_entropy(model(NEW_X, 3), NEW_Y))
+    g_ref_expected = flat_gradient(own_head_losses(model, FixedReplay.x[:2], FixedReplay.y[:2],
+                                                   FixedReplay.tasks[:2]).mean())
+    n_params = len(g_expected)
+    calls = []
+
+    def stub(g, g_ref):
+        calls.append((g.clone(), g_ref.clone()))
+        return torch.arange(n_params, dtype=g.dtype), len(calls) != 3
+
+    monkeypatch.setattr(memory, "agem_project", stub)
+    records = []
+    for epoch, n_steps in ((0, 1), (1, 2)):
+        agem.before_epoch(model, 3, epoch, n_steps)
+        for _ in range(n_steps):
+            flat_gradient(F.cross_entropy(model(NEW_X, 3), NEW_Y))
+            agem.before_step(model, 3)
+            assert torch.equal(torch.cat([p.grad.reshape(-1) for p in params]), torch.arange(n_params, dtype=torch.float32))
+        records.append({})
+        agem.after_epoch(model, 3, epoch, records[-1])
+    assert records == [{"agem_projected_fraction": 1.0}, {"agem_projected_fraction": 0.5}]
+    assert torch.allclose(calls[0][0], g_expected) and torch.allclose(calls[0][1], g_ref_expected, rtol=1e-5)
+    without_memory = {}
+    get_strategy("agem").after_epoch(model, 1, 0, without_memory)   # task 1: no memory, no fraction
+    assert without_memory == {}
+
+
+def test_memory_strategies_default_and_smallest_samples_per_class():
+    # the config default (workflow/schemas: memory.samples_per_class 10, minimum 1)
+    assert get_strategy("er").samples_per_class == get_strategy("agem").samples_per_class == 10
+    one = get_strategy("er", samples_per_class=1)
+    one.start(SimpleNamespace(carry={}, tasks=[1]), 1)
+    assert one.record_fields(None) == {"n_memory": 0, "memory_samples_per_class": 1}
+    with pytest.raises(ValueError, match=r"^memory.samples_per_class must be at least 1, not 0$"):
+        get_strategy("agem", samples_per_class=0)
+
+
+def write_images_h5(path, arrays):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["train/images"], f["train/labels"] = arrays.train_images, arrays.train_labels
+    return path
+
+
+class ReversedTask1:
+    """``stream`` with task 1's training ids listed in decreasing order (a listing that
+    images.h5 reads back sorted)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def task(self, u):
+        task = self.stream.task(u)
+        return dataclasses.replace(task, train=task.train[::-1].copy()) if u == 1 else task
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def test_bind_draws_the_previous_tasks_memory_seeded_by_run_seed_and_task(stream, cifar10_arrays, tmp_path,
+                                                                         caplog):
+    """Task 2's bind with the images read from an images.h5 path (ids sorted as read):
+    k per class of task 1, from the generator of (run seed, "memory", 1); the replay
+    generator from (job seed, "replay", 2); the replay on the context's device; logged."""
+    h5 = write_images_h5(tmp_path / "images.h5", cifar10_arrays)
+    stream = ReversedTask1(stream)
+    first = get_strategy("er", samples_per_class=2)
+    model = first.prepare(None, {"kind": "light_resnet18", "width": 2}, 1, 2, CPU)
+    er = get_strategy("er", samples_per_class=2)
+    model = er.prepare(model, None, 2, 2, CPU)
+    caplog.set_level(logging.INFO, logger="par.learners.memory")
+    task1, task2 = stream.task(1), stream.task(2)
+    er.bind(TaskContext(stream, str(h5), task2, SimpleNamespace(batch_size=16), sample_ids(str(h5), task2, "train"),
+                        TrainConfig(epochs=1, batch_size=16), torch.device("meta"), 7))
+    _, labels = task_data(cifar10_arrays, task1, "train")
+    ids = np.sort(task1.train)
+    chosen = select_per_class(labels.numpy()[np.argsort(task1.train, kind="stable")], 2,
+                              np.random.default_rng(job_seed(stream.seed, "memory", 1)))
+    assert er.memory.sample_ids.tolist() == ids[chosen].tolist() and er.memory.tasks.tolist() == [1] * 4
+    assert er.replay.generator.initial_seed() == job_seed(7, "replay", 2)
+    assert er.replay.pixels.device.type == "meta" and er.batch_size == 16
+    assert [r.getMessage() for r in caplog.records if r.name == "par.learners.memory"] == [
+        "er: memory of 4 samples from tasks [1] (2 per class)"]
+    wrong = EpisodicMemory(er.memory.tasks, er.memory.sample_ids, 1 - er.memory.labels)
+    with pytest.raises(ValueError, match=r"^memory: the stored labels of task 1's samples differ from the images' "
+                                         r"labels \(the dataset or stream changed since the memory was drawn\); "
+                                         r"re-run the chain$"):
+        memory_pixels(wrong, stream, str(h5))
 
 
 @pytest.mark.parametrize("method", ["er", "agem"])

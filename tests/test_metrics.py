@@ -105,3 +105,16 @@ def test_carried_rows_and_wall_time_edge_cases():
     assert wall_time({}) == (0.0, 0.0)
     with pytest.raises(ValueError, match="tested on a later task 2"):
         accuracy_matrix({1: {**RECORDS[1], "test_accuracy": {"1": 0.9, "2": 0.5}}}, 2)
+
+
+def test_run_frames_devices_and_millions():
+    """The device column lists the distinct devices, sorted, or "unknown" for records
+    without one (older runs); M_millions is n_params / 10^6 exactly."""
+    devices = {1: "cuda:0 H100", 2: "cpu (2 threads)", 3: "cuda:0 H100"}
+    metrics = run_frames({t: {**rec, "device": devices[t]} for t, rec in RECORDS.items()},
+                         benchmark="b", seed=0, run="r", method="m")[0]
+    assert metrics.device[0] == "cpu (2 threads), cuda:0 H100"
+    metrics = run_frames({1: RECORDS[1], 2: {**RECORDS[2], "n_params": 2_500_000}},
+                         benchmark="b", seed=0, run="r", method="m")[0]
+    assert metrics.device[0] == "unknown"
+    assert metrics.n_params[0] == 2_500_000 and metrics.M_millions[0] == 2.5

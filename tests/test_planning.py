@@ -246,3 +246,102 @@ def test_joining_a_later_group_among_several():
     far = make_plan(d, [100, 300, 100, 100, 200], zero_is_far=True)[4]
     assert (far.group, far.strategy, far.nearest_group) == (4, ALLOCATE_SEARCH, 1)
     assert far.score == pytest.approx(1 - math.exp(-10))   # group 2 maps to 1; group 1 is at 5
+
+
+def test_group_score_and_settings_reject_unknown_options():
+    with pytest.raises(ValueError, match="group_distance must be one of"):
+        group_score(np.array([0.1]), group_distance="median")
+    with pytest.raises(ValueError, match="relatedness_map must be one of"):
+        PlanSettings.from_schema(relatedness_map="paper")
+
+
+def test_group_score_combines_in_float64():
+    # float32 estimates (exact: 1/4, 1/2, 1/8) are averaged in float64: s' = 0.875 / 3, and
+    # Eq. 6 keeps it (1 - e^-0.583 = 0.44 > s').  A float32 mean would be off by 1e-8.
+    kl = np.array([0.25, 0.5, 0.125], dtype=np.float32)
+    assert group_score(kl, relatedness_map="per_group") == pytest.approx(0.875 / 3, rel=1e-13, abs=0)
+
+
+def test_json_without_group_scores():
+    """A plan entry with no ``group_scores`` (task 1 of an older plan.json) reads as none."""
+    first = two_tasks(0.3)[0]
+    d = first.to_json()
+    del d["group_scores"]
+    assert TaskDecision.from_json(d) == first and first.group_scores == {}
+
+
+def test_no_tasks_no_plan():
+    assert make_plan(np.zeros((0, 0)), []) == []
+
+
+def test_allocating_decisions_record_their_training_set_size():
+    plan = make_plan(np.full((3, 3), 5.0), [1000, 700, 300])
+    assert [(x.strategy, x.n_train) for x in plan] == [(ALLOCATE_SEARCH, 1000), (ALLOCATE_SEARCH, 700),
+                                                      (ALLOCATE_SEARCH, 300)]
+
+
+def test_largest_training_set_of_a_later_group_is_tracked():
+    """Q of group 2 (not group 1) grows when a larger task joins it, and only it does."""
+    d = np.full((5, 5), 5.0)
+    d[2, 1] = d[3, 1] = d[3, 2] = d[4, 1] = d[4, 2] = d[4, 3] = 0.0   # tasks 3, 4, 5 equal task 2
+    plan = make_plan(d, [1000, 100, 300, 200, 120], head_only_ratio=0.5)
+    assert [(x.task, x.group, x.strategy) for x in plan] == [
+        (1, 1, ALLOCATE_SEARCH), (2, 2, ALLOCATE_SEARCH),
+        (3, 2, REGULARIZE),           # 300 >= 0.5 · 100; Q of group 2 becomes 300 (group 1 keeps 1000)
+        (4, 2, REGULARIZE),           # 200 >= 0.5 · 300
+        (5, 2, REGULARIZE_HEAD)]      # 120 < 0.5 · 300
+
+
+def test_tiny_task_joins_the_nearest_large_enough_group():
+    # Groups 1 (Q = 1000) and 2 (Q = 100); task 3 (20 images) is far from both: only group 1
+    # is ten times larger.
+    d = np.full((3, 3), 5.0)
+    d[2, 1] = 3.0
+    only_first = make_plan(d, [1000, 100, 20])[2]
+    assert (only_first.task, only_first.group, only_first.strategy) == (3, 1, REGULARIZE_HEAD)
+    # Both groups large enough: the nearer one, group 2 (s = 1 - e^-6 < 1 - e^-10), although its id is higher.
+    nearest = make_plan(d, [1000, 1000, 20])[2]
+    assert (nearest.task, nearest.group, nearest.strategy, nearest.predecessor, nearest.group_tasks) == (
+        3, 2, REGULARIZE_HEAD, 2, [2, 3])
+    assert nearest.n_train == 20 and nearest.nearest_group == 2
+    assert nearest.score == pytest.approx(eq6(3.0))
+    assert nearest.group_scores == pytest.approx({1: eq6(5.0), 2: eq6(3.0)})
+
+
+def test_every_decision_says_why():
+    """Each branch of the plan fills ``reason`` (a string shown in the plan table and log)."""
+    d = np.zeros((2, 2))
+    d[1, 0] = 0.7
+    sampled = {x.strategy: x for x in (make_plan(d, [1000, 1000], coarse_search="sample", seed=s)[1]
+                                       for s in range(20))}
+    assert set(sampled) == {ALLOCATE_REUSE, ALLOCATE_SEARCH}
+    decisions = [
+        two_tasks(0.3)[0],                                   # first task
+        two_tasks(0.3)[1],                                   # s <= alpha: join
+        two_tasks(0.6)[1],                                   # alpha < s <= beta: reuse
+        two_tasks(0.6, regularize=False)[1],                 # reuse, regularization off
+        two_tasks(0.6, reuse_cells=False)[1],                # search: cell reuse off
+        two_tasks(0.9)[1],                                   # s > beta: search
+        make_plan(np.full((2, 2), 5.0), [1000, 20])[1],      # tiny task
+        *sampled.values(),                                   # sampled coarse level, both outcomes
+    ]
+    assert [x.strategy for x in decisions] == [ALLOCATE_SEARCH, REGULARIZE, ALLOCATE_REUSE, ALLOCATE_REUSE,
+                                               ALLOCATE_SEARCH, ALLOCATE_SEARCH, REGULARIZE_HEAD,
+                                               *sampled]
+    assert all(isinstance(x.reason, str) and x.reason for x in decisions), [x.reason for x in decisions]
+
+
+def test_reasons_state_the_rule_that_decided():
+    assert "> beta" in two_tasks(0.9)[1].reason
+    # s = beta exactly with cell reuse off: searched because reuse is off, not because s > beta
+    off = two_tasks(0.75, alpha=0.5, beta=0.75, reuse_cells=False)[1]
+    assert off.strategy == ALLOCATE_SEARCH and "cell reuse off" in off.reason and "> beta" not in off.reason
+    assert "(regularization off)" in two_tasks(0.6, regularize=False)[1].reason
+    assert "regularization off" not in two_tasks(0.6)[1].reason
+
+
+def test_settings_from_a_run_config():
+    from par.config import schema_defaults
+
+    settings = PlanSettings.from_config(schema_defaults("planning"), zero_is_far=True)
+    assert settings == PlanSettings.from_schema(zero_is_far=True) and settings.zero_is_far is True
