@@ -306,3 +306,22 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     model3, record3, _ = run(third, 3, model2, tasks=ReversedTask3(stream), images=str(tmp_path / "images.h5"))
     assert not {"architecture", "n_params_added", "search", "search_seconds", "trained_in_search"} & set(record3)
     assert third.seen["context"].train_ids.tolist() == sorted(stream.task(3).train.tolist())   # the order read
+
+
+def test_baseline_assignments_by_hand():
+    """docs/spec.md §7: finetune (and the baselines that chain like it) is one group
+    of every task so far, each task continuing from the one before; independent is
+    one group per task, each from scratch.  Whole dicts, so a renamed key or a wrong
+    group fails."""
+    from par.learners import get_method
+
+    assert get_method("finetune").assignments(3) == [
+        {"task": 1, "group": 1, "strategy": "finetune", "predecessor": None, "group_tasks": [1], "genotype_source": None},
+        {"task": 2, "group": 1, "strategy": "finetune", "predecessor": 1, "group_tasks": [1, 2], "genotype_source": None},
+        {"task": 3, "group": 1, "strategy": "finetune", "predecessor": 2, "group_tasks": [1, 2, 3],
+         "genotype_source": None}]
+    assert get_method("ewc").assignments(2)[1] == {"task": 2, "group": 1, "strategy": "ewc", "predecessor": 1,
+                                                  "group_tasks": [1, 2], "genotype_source": None}
+    assert get_method("independent").assignments(2) == [
+        {"task": 1, "group": 1, "strategy": "independent", "predecessor": None, "group_tasks": [1], "genotype_source": None},
+        {"task": 2, "group": 2, "strategy": "independent", "predecessor": None, "group_tasks": [2], "genotype_source": None}]
