@@ -1,6 +1,7 @@
 """Shared fixtures: a small slice of the real CIFAR-10 copy in ../shared/data."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tarfile
 from pathlib import Path
@@ -76,3 +77,18 @@ def full_run(cifar10_slice, tmp_path_factory):
     result = snakemake(workdir, config, "all_tables")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, config, result.stdout + result.stderr
+
+
+class ReversedTrainIds:
+    """``stream`` with task ``reversed_task``'s training ids listed in decreasing order
+    (a listing that images.h5 reads back sorted); everything else is the stream's."""
+
+    def __init__(self, stream, reversed_task: int):
+        self.stream, self.reversed_task = stream, reversed_task
+
+    def task(self, u):
+        task = self.stream.task(u)
+        return dataclasses.replace(task, train=task.train[::-1].copy()) if u == self.reversed_task else task
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)

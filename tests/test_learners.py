@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import ReversedTrainIds
 from par.streams import build_stream
 from par.cells import DARTS_V2
 from par.learners import get_method, get_strategy, learn_task
@@ -283,27 +284,14 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     assert record2["search"] == {"tried": 3} and record2["trained_in_search"] is True
     assert record2["n_params_added"] == record2["n_params"] - n_params == 2 * 2 + 2
 
-    import dataclasses
-
     import h5py
-
-    class ReversedTask3:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def task(self, u):
-            task = self.inner.task(u)
-            return dataclasses.replace(task, train=task.train[::-1].copy()) if u == 3 else task
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
 
     with h5py.File(tmp_path / "images.h5", "w") as f:
         for split in ("train", "test"):
             f[f"{split}/images"] = getattr(cifar10_arrays, f"{split}_images")
             f[f"{split}/labels"] = getattr(cifar10_arrays, f"{split}_labels")
     third = Recorder(None, None)
-    model3, record3, _ = run(third, 3, model2, tasks=ReversedTask3(stream), images=str(tmp_path / "images.h5"))
+    model3, record3, _ = run(third, 3, model2, tasks=ReversedTrainIds(stream, 3), images=str(tmp_path / "images.h5"))
     assert not {"architecture", "n_params_added", "search", "search_seconds", "trained_in_search"} & set(record3)
     assert third.seen["context"].train_ids.tolist() == sorted(stream.task(3).train.tolist())   # the order read
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import ReversedTrainIds
 from par.reproducibility import job_seed
 from par.streams import build_stream
 from par.tasks import task_data
@@ -234,28 +235,13 @@ def write_images_h5(path, arrays):
     return path
 
 
-class ReversedTask1:
-    """``stream`` with task 1's training ids listed in decreasing order (a listing that
-    images.h5 reads back sorted)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def task(self, u):
-        task = self.stream.task(u)
-        return dataclasses.replace(task, train=task.train[::-1].copy()) if u == 1 else task
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
 def test_bind_draws_the_previous_tasks_memory_seeded_by_run_seed_and_task(stream, cifar10_arrays, tmp_path,
                                                                          caplog):
     """Task 2's bind with the images read from an images.h5 path (ids sorted as read):
     k per class of task 1, from the generator of (run seed, "memory", 1); the replay
     generator from (job seed, "replay", 2); the replay on the context's device; logged."""
     h5 = write_images_h5(tmp_path / "images.h5", cifar10_arrays)
-    stream = ReversedTask1(stream)
+    stream = ReversedTrainIds(stream, 1)
     first = get_strategy("er", samples_per_class=2)
     model = first.prepare(None, {"kind": "light_resnet18", "width": 2}, 1, 2, CPU)
     er = get_strategy("er", samples_per_class=2)
