@@ -1,6 +1,8 @@
 """CPU seconds per step of the light ResNet18 and the expert with channels_last against NCHW-contiguous
 input (train batch 64, eval batch 100, one thread, best of 3):  python benchmarks/layout.py"""
-import time, torch, sys
+import time
+
+import torch
 import torch.nn.functional as F
 from par.models import MultiHeadModel
 from par.cells import DARTS_V2
