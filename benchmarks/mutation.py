@@ -119,13 +119,15 @@ def read_equivalent(name: str) -> dict[tuple[str, str], str]:
     return rows
 
 
+def changes(diffs: list[str]) -> dict[str, str]:
+    """mutant -> its ``original => mutated`` text, from the ``name: change`` lines of a .diff."""
+    return {mutant: text for mutant, _, text in (line.partition(": ") for line in diffs)}
+
+
 def score(name: str, summary: dict, diffs: list[str]) -> dict:
     """``summary`` with the equivalent survivors (those matching ``<name>.equivalent.tsv``) counted,
     the kill rate over the non-equivalent mutants and the unexplained survivors added."""
-    change = {}
-    for line in diffs:
-        mutant, _, text = line.partition(": ")
-        change[mutant] = text
+    change = changes(diffs)
     rows = read_equivalent(name)
     equivalent = {m for m in summary["survivors"] if (function_of(m), change.get(m)) in rows}
     used = {(function_of(m), change[m]) for m in equivalent}
@@ -166,7 +168,7 @@ def report(name: str, s: dict) -> None:
         print(f"  {s['unmatched_equivalent_rows']} row(s) of {name}.equivalent.tsv match no survivor "
               f"(killed now, or the code changed)")
     if s["unexplained"]:
-        change = dict(l.partition(": ")[::2] for l in (OUT / f"{name}.diff").read_text().splitlines())
+        change = changes((OUT / f"{name}.diff").read_text().splitlines())
         print(f"  {len(s['unexplained'])} unexplained survivor(s):")
         for m in s["unexplained"]:
             print(f"    {m}: {change.get(m, '')}")
