@@ -122,11 +122,19 @@ class Batches:
     images: (n, H, W, 3) uint8 tensor; labels: (n,) int64.  With ``shuffle`` the
     order (and augmentation) comes from ``generator``; a trailing batch of a
     single image is dropped when shuffling, since BatchNorm cannot train on it.
+
+    Raises ValueError for ``batch_size < 1``, or ``batch_size < 2`` with ``shuffle`` (a
+    training pass of one-image batches would train on nothing).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int,
                  device: torch.device, *, shuffle: bool = False, augment: bool = False,
                  config: TrainConfig | None = None, generator: torch.Generator | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size}: must be at least 1")
+        if shuffle and batch_size < 2:
+            raise ValueError(f"batch_size {batch_size}: a shuffled (training) pass needs at least 2 images "
+                             f"per batch; BatchNorm cannot train on one")
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.mean, self.std, self.batch_size = mean, std, batch_size

@@ -315,6 +315,12 @@ def test_batches_default_to_plain_images_in_order():
     on_meta = Batches(images, torch.arange(5), MEAN, STD, 2, META)
     assert on_meta.images.device == META and on_meta.labels.device == META
     assert all(x.device == META and y.device == META for x, y in on_meta)
+    ones = Batches(images, torch.arange(5), MEAN, STD, 1, CPU)      # in order, one image a batch is fine
+    assert [y.tolist() for _, y in ones] == [[0], [1], [2], [3], [4]] and ones.n_batches == 5
+    with pytest.raises(ValueError, match="batch_size 1: a shuffled"):   # would have yielded nothing
+        Batches(images, torch.arange(5), MEAN, STD, 1, CPU, shuffle=True)
+    with pytest.raises(ValueError, match="batch_size 0"):
+        Batches(images, torch.arange(5), MEAN, STD, 0, CPU)
 
 
 class _Scripted(_PushDown):
