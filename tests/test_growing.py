@@ -307,3 +307,34 @@ def test_ltg_search_reuses_on_a_repeated_task():
     assert arch["reuse"] >= 12, arch
     assert arch["reuse"] > arch["adapt"] + arch["new"]
     assert relabelled["reuse"] <= arch["reuse"] - 3, (arch, relabelled)
+
+
+class _Counted:
+    """An iterable of batches that counts how many it handed out."""
+
+    def __init__(self, batches):
+        self.batches, self.taken = batches, 0
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.taken += 1
+            yield batch
+
+
+@pytest.mark.parametrize("cap, taken", [(17, 2), (32, 2), (20, 2), (48, 3), (1000, 3)])
+def test_mntdp_features_read_the_first_knn_max_samples_images_and_stop(cap, taken):
+    """Batches of 16 of 48 images: the features are those of the first ``min(cap, 48)``
+    images in order, and reading stops at the batch that reaches the cap (17 → 2 batches,
+    32 → exactly 2, 48 → all 3)."""
+    torch.manual_seed(0)
+    strategy = get_strategy("mntdp-d", knn_max_samples=cap)
+    model = strategy.prepare(None, {"kind": get_method("mntdp-d").body_kind, "width": 4}, 1, 2, CPU)
+    path = model.body.paths[1]
+    counted = _Counted(batches(0, shuffle=False))
+    features, labels = strategy._features(model, path, counted)
+    x = torch.cat([xb for xb, _ in batches(0, shuffle=False)])
+    with torch.no_grad():
+        expected = model.body.path_forward(x, path)[:cap]
+    assert counted.taken == taken and len(features) == len(labels) == min(cap, 48)
+    torch.testing.assert_close(features, expected)
+    assert torch.equal(labels, images(0)[1][:min(cap, 48)])
