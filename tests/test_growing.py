@@ -338,3 +338,35 @@ def test_mntdp_features_read_the_first_knn_max_samples_images_and_stop(cap, take
     assert counted.taken == taken and len(features) == len(labels) == min(cap, 48)
     torch.testing.assert_close(features, expected)
     assert torch.equal(labels, images(0)[1][:min(cap, 48)])
+
+
+@pytest.mark.parametrize("name", ["ltg", "mntdp-s", "mntdp-d"])
+def test_growing_defaults_are_the_schema_defaults(name):
+    """A strategy built without options (tests, scripts) has the config schema's defaults,
+    the authors' settings: ltg.sh (o_epochs 50, o_lr 0.01, o_lamb 0.003, o_lr_a 0.003,
+    o_lamb_a 0.003) and MNTDP (n_neighbors 15, max_samples 1000)."""
+    from par.config import schema_defaults
+
+    strategy = get_strategy(name)
+    defaults = schema_defaults(strategy.config_section)
+    assert set(strategy.config_keys.values()) == set(defaults)
+    assert {attr: getattr(strategy, attr) for attr in strategy.config_keys} == \
+        {attr: defaults[key] for attr, key in strategy.config_keys.items()}
+    expected = ({"search_epochs": 50, "search_lr": 0.01, "search_weight_decay": 0.003, "arch_lr": 0.003,
+                 "arch_weight_decay": 0.003} if name == "ltg" else {"knn_neighbors": 15, "knn_max_samples": 1000})
+    assert defaults == expected
+    if name != "ltg":   # both options reach the strategy
+        other = get_strategy(name, knn_neighbors=3, knn_max_samples=7)
+        assert (other.knn_neighbors, other.knn_max_samples, other.arch) == (3, 7, {"path": None})
+
+
+def test_mntdp_path_record_names_reused_and_new_modules():
+    torch.manual_seed(0)
+    strategy = get_strategy("mntdp-d")
+    model = strategy.prepare(None, {"kind": get_method("mntdp-d").body_kind, "width": 4}, 1, 2, CPU)
+    path = model.body.paths[1]
+    assert len(path) == 5
+    record = strategy.path_record(model, 1, 7, 2)
+    assert record == {"prior_task": 7, "reused_modules": 2, "path": path,
+                      "reused": [f"depth 0: module {path[0]} (task 7)", f"depth 1: module {path[1]} (task 7)"],
+                      "new": [f"depth {d}: module {path[d]}" for d in (2, 3, 4)] + ["head"]}
