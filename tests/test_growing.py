@@ -370,3 +370,31 @@ def test_mntdp_path_record_names_reused_and_new_modules():
     assert record == {"prior_task": 7, "reused_modules": 2, "path": path,
                       "reused": [f"depth 0: module {path[0]} (task 7)", f"depth 1: module {path[1]} (task 7)"],
                       "new": [f"depth {d}: module {path[d]}" for d in (2, 3, 4)] + ["head"]}
+
+
+def test_mntdp_s_draws_every_path_uniformly_and_validates_the_best():
+    """While sampling, each batch's loss runs on a path k drawn uniformly from 0…5 (k modules of
+    the prior task, then new ones); after the step the path is the validated one (eval_k)."""
+    torch.manual_seed(0)
+    strategy = get_strategy("mntdp-s")
+    body_spec = {"kind": get_method("mntdp-s").body_kind, "width": 4}
+    model = strategy.prepare(None, body_spec, 1, 2, CPU)
+    model = strategy.prepare(model, body_spec, 2, 2, CPU)
+    body = model.body
+    strategy.prior_task, strategy.new = 1, [body.add_module_at(d) for d in range(5)]
+    strategy.sampling, strategy.eval_k = True, 3
+    x, y = images(0, n=2)[0].permute(0, 3, 1, 2).float() / 255, torch.tensor([0, 1])
+    drawn = []
+    for _ in range(300):
+        strategy.loss(model, 2, x, y)
+        path = body.paths[2]
+        k = sum(m in body.paths[1] for m in path)
+        assert path == body.paths[1][:k] + strategy.new[k:]
+        drawn.append(k)
+        strategy.after_step(model, 2)
+        assert body.paths[2] == body.paths[1][:3] + strategy.new[3:]
+    counts = torch.bincount(torch.tensor(drawn), minlength=6)
+    assert len(counts) == 6 and counts.min() >= 30 and counts.max() <= 70, counts   # 0…5 each about 50 times
+    strategy.sampling = False
+    strategy.loss(model, 2, x, y)                                  # not sampling: the path stays
+    assert body.paths[2] == body.paths[1][:3] + strategy.new[3:]
