@@ -37,10 +37,38 @@ def learn(name, model, task, kind, width=4, config=CONFIG, **options):
     model = strategy.prepare(model, body, task, 2, CPU)
     train, val = batches(kind, seed=task), batches(kind, seed=100 + task, shuffle=False)
     search = strategy.search(model, task, train, val, config)
+    check_search_record(name, strategy, task, search)
     result = search.pop("fit", None) if search else None
     if result is None:
         fit(model, task, strategy, train, val, config)
     return model, strategy
+
+
+def check_search_record(name, strategy, task, search):
+    """What a search returns for the learn record (docs/spec.md §10)."""
+    if name == "pn" or (name != "ltg" and task == 1):
+        assert search is None
+        return
+    if name == "ltg":
+        if task == 1:
+            return
+        assert set(search) == {"alpha_softmax", "history"}
+        for row in search["alpha_softmax"]:   # per layer: softmax over 2c + 1 candidates, 6 decimals
+            assert len(row) % 2 == 1 and abs(sum(row) - 1) < 1e-5 and all(v == round(v, 6) for v in row)
+        assert [h["epoch"] for h in search["history"]] == list(range(strategy.search_epochs))
+        assert all(set(h) == {"epoch", "arch_loss", "train_accuracy"} and 0 <= h["train_accuracy"] <= 1
+                   and 0 < h["arch_loss"] < 10 for h in search["history"])
+        return
+    earlier = [str(u) for u in range(1, task)]
+    assert set(search) == {"knn_accuracy", "prior_task", "candidate_val_accuracy", "fit"}
+    assert sorted(search["knn_accuracy"]) == earlier and str(search["prior_task"]) in earlier
+    assert all(0 <= a <= 1 for a in search["knn_accuracy"].values())
+    candidates = search["candidate_val_accuracy"]
+    assert sorted(candidates) == [str(k) for k in range(6)] == sorted(strategy.arch["candidate_val_accuracy"])
+    assert strategy.arch["prior_task"] == search["prior_task"]
+    if name == "mntdp-d":   # the kept candidate's own training, the best on validation
+        assert search["fit"].best_val_accuracy == max(candidates.values()) == \
+            candidates[str(strategy.arch["reused_modules"])]
 
 
 def test_methods_chain_like_finetune():
