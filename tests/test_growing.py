@@ -426,3 +426,13 @@ def test_mntdp_s_draws_every_path_uniformly_and_validates_the_best():
     strategy.sampling = False
     strategy.loss(model, 2, x, y)                                  # not sampling: the path stays
     assert body.paths[2] == body.paths[1][:3] + strategy.new[3:]
+
+
+@pytest.mark.parametrize("name", ["pn", "ltg", "mntdp-s", "mntdp-d"])
+def test_growing_bad_calls_say_what_is_wrong(name):
+    strategy = get_strategy(name)
+    with pytest.raises(ValueError, match=rf"^strategy {name} starts a new model here and needs a body spec$"):
+        strategy.prepare(None, None, 1, 2, CPU)
+    model = strategy.prepare(None, {"kind": get_method(name).body_kind, "width": 4}, 1, 2, CPU)
+    with pytest.raises(ValueError, match=r"^task 1 already has a head$"):
+        strategy.add_head(model, 1, 2, CPU)
