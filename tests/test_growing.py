@@ -436,3 +436,31 @@ def test_growing_bad_calls_say_what_is_wrong(name):
     model = strategy.prepare(None, {"kind": get_method(name).body_kind, "width": 4}, 1, 2, CPU)
     with pytest.raises(ValueError, match=r"^task 1 already has a head$"):
         strategy.add_head(model, 1, 2, CPU)
+
+
+class _ScriptedLtG(get_strategy("ltg").__class__):
+    """LtG whose loss is the batch size (weights get zero gradient) and whose logits are
+    right for the even positions of a batch only."""
+
+    def loss(self, model, task, x, y):
+        out = model(x, task)
+        right = torch.where(torch.arange(len(y)) % 2 == 0, y, 1 - y)
+        return out.sum() * 0 + float(len(y)), torch.nn.functional.one_hot(right, 2).float()
+
+
+@pytest.mark.parametrize("n, arch_loss, train_accuracy", [
+    # 24 / 24 images: arch batches 16, 8 and weight batches 16, 8 → (16² + 8²) / 24; (8 + 4) / 24
+    (48, (16 * 16 + 8 * 8) / 24, 12 / 24),
+    # 17 / 18 images: the arch half is one batch of 16 (the single tail is dropped), used twice
+    # against the weight batches 16 and 2 → (16² + 16²) / 32; (8 + 1) / 18
+    (35, (16 * 16 + 16 * 16) / 32, 9 / 18)])
+def test_ltg_search_history_by_hand(n, arch_loss, train_accuracy):
+    torch.manual_seed(0)
+    strategy = _ScriptedLtG(search_epochs=2)
+    model = strategy.prepare(None, {"kind": get_method("ltg").body_kind, "width": 4}, 1, 2, CPU)
+    model = strategy.prepare(model, {"kind": get_method("ltg").body_kind, "width": 4}, 2, 2, CPU)
+    x, y = images(1, n=n)
+    train = Batches(x, y, MEAN, STD, 16, CPU, shuffle=True, config=CONFIG, generator=torch.Generator().manual_seed(0))
+    search = strategy.search(model, 2, train, batches(1, seed=100, shuffle=False), CONFIG)
+    assert search["history"] == [{"epoch": e, "arch_loss": pytest.approx(arch_loss, rel=1e-12),
+                                  "train_accuracy": pytest.approx(train_accuracy, rel=1e-12)} for e in (0, 1)]

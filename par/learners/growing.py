@@ -346,7 +346,10 @@ class LtG(Growing):
     ``search_weight_decay``, cosine).  Each layer takes argmax α; the unchosen
     candidates are deleted; the chosen network (its new convs, adapters, the
     task's BatchNorms and head, from their searched weights) is then trained
-    by the shared loop."""
+    by the shared loop.  ``search`` returns, per layer, the softmax of α (6
+    decimals) and per search epoch ``arch_loss`` (mean loss of the architecture
+    steps over the images they saw: the shorter half's batches repeat) and
+    ``train_accuracy`` (fraction, of the weight steps' batches)."""
 
     config_section = "ltg"
     config_keys = {"search_epochs": "search_epochs", "search_lr": "search_lr",
@@ -410,7 +413,7 @@ class LtG(Growing):
             for epoch in range(self.search_epochs):
                 self.set_mode(model, task)
                 arch_batches = iter(halves[1])
-                total, correct, n = 0.0, 0, 0
+                total, correct, n, n_arch = 0.0, 0, 0, 0
                 for x, y in halves[0]:
                     try:
                         xa, ya = next(arch_batches)
@@ -429,10 +432,12 @@ class LtG(Growing):
                     nn.utils.clip_grad_norm_(weights, config.grad_clip)
                     opt_w.step()
                     total += float(loss_a.detach()) * len(ya)
+                    n_arch += len(ya)
                     correct += int((logits.argmax(1) == y).sum())
                     n += len(y)
                 schedule.step()
-                history.append({"epoch": epoch, "arch_loss": total / max(1, n), "train_accuracy": correct / max(1, n)})
+                history.append({"epoch": epoch, "arch_loss": total / max(1, n_arch),
+                                "train_accuracy": correct / max(1, n)})
         finally:
             body.mix = None
         choices = []
