@@ -25,7 +25,7 @@ if not workflow.overwrite_configfiles:
 # Run overrides as the user wrote them: validation fills schema defaults into
 # them, which must not shadow the global sections when they are merged.
 RAW_RUNS = copy.deepcopy(config.get("runs", {}))
-validate(config, "workflow/schemas/config.schema.yaml")
+validate(config, "par/data/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -205,9 +205,9 @@ class PlanSettings:
 
     @classmethod
     def from_schema(cls, **overrides) -> "PlanSettings":
-        """The config schema's defaults (:func:`par.config.schema_defaults`) with
+        """The config schema's defaults (:func:`par.infra.config.schema_defaults`) with
         ``overrides`` (any field, ``zero_is_far`` included), for tests and scripts."""
-        from par.config import schema_defaults
+        from par.infra.config import schema_defaults
 
         settings = {**schema_defaults("planning"), "zero_is_far": schema_defaults("relatedness")["zero_is_far"]}
         return cls(**{**settings, **overrides})

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from par.config import schema_defaults
-from par.transforms import normalize
+from par.infra.config import schema_defaults
+from par.streams.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def evaluate(model: nn.Module, task: int, batches: Batches, chunk: int | None = 
     random parameters per batch as before and the accuracy does not depend on
     ``chunk`` (eval-mode logits are per image; tests/test_speed.py).  On the CPU
     100 is about 2x faster than 500 (README, Speed); see
-    :func:`par.devices.eval_batch_size`.  ``amp``: forward passes under :func:`autocast`.
+    :func:`par.infra.devices.eval_batch_size`.  ``amp``: forward passes under :func:`autocast`.
     """
     was_training = model.training
     model.eval()
@@ -233,7 +233,7 @@ def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 1
     (chunks may span tasks), then each image's features go through its task's
     head.  Equals ``{u: evaluate(model, u, b)}`` exactly (eval-mode features are
     per image) with fewer, fuller forward passes.  ``model``: a
-    :class:`par.models.MultiHeadModel`.  A task-conditioned body (HAT's gates,
+    :class:`par.nets.model.MultiHeadModel`.  A task-conditioned body (HAT's gates,
     the growing networks' columns and paths) gives other features per task, so
     each task is then evaluated on its own (:func:`evaluate`).  ``amp``: forward
     passes under :func:`autocast`.

@@ -45,7 +45,7 @@ def cifar10_archive() -> Path:
 def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
     """A real-image CIFAR-10 tree with 40 train and 20 test images per class:
     ``<root>/cifar10-jpg/{train,test}/<class>/*.jpg``; returns ``<root>``."""
-    cache = os.environ.get("PAR_TEST_SLICE_CACHE")  # set by benchmarks/mutation.py: one extraction for all mutants
+    cache = os.environ.get("PAR_TEST_SLICE_CACHE")  # set by tools/mutation.py: one extraction for all mutants
     if cache:
         root = Path(cache)
         if not (root / "complete").is_file():
@@ -60,7 +60,7 @@ def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
 @pytest.fixture(scope="session")
 def cifar10_arrays(cifar10_slice, tmp_path_factory):
     """The slice decoded by the pipeline's own decoder (ImageArrays)."""
-    from par.datasets import decode, locate_source
+    from par.streams.datasets import decode, locate_source
 
     return decode(locate_source("cifar10", cifar10_slice, probe_network=False), tmp_path_factory.mktemp("scratch"))
 

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from par.streams import build_stream
-from par.tasks import task_data
+from par.streams.spec import build_stream
+from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.regularizers import (AlphaScaledQuadratic, alpha_scales, empirical_fisher, mas_importance,
                                        quadratic_penalty, running_mean)
-from par.models import load_model, save_model
+from par.nets.model import load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
 
@@ -258,7 +258,7 @@ def test_baseline_defaults_are_the_papers():
 
 
 def test_lwf_teacher_is_a_frozen_copy_for_the_earlier_heads_only():
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
 
     lwf = get_strategy("lwf")
     model = lwf.prepare(None, {"kind": "light_resnet18", "width": 2}, 1, 2, torch.device("cpu"))
@@ -298,7 +298,7 @@ def test_mas_strategies_estimate_with_the_configured_importance():
 
 
 def test_penalty_strategies_move_the_carry_to_the_device_and_refuse_a_missing_one():
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
 
     body = {"kind": "light_resnet18", "width": 2}
     for name in ("ewc", "mas-alpha"):

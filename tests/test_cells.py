@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from par.cells import DARTS_V2, Expert, Genotype, SuperNet, genotype_json, reduction_layers
-from par.models import LightResNet18, MultiHeadModel, count_parameters
+from par.nets.cells import DARTS_V2, Expert, Genotype, SuperNet, genotype_json, reduction_layers
+from par.nets.model import LightResNet18, MultiHeadModel, count_parameters
 
 
 def uniform_genotype(normal_op, reduce_op):
@@ -70,7 +70,7 @@ def test_genotype_validation_and_json():
 
 
 def test_factorized_reduce_skips_its_batchnorm_by_default_as_the_authors():
-    from par.cells import FactorizedReduce
+    from par.nets.cells import FactorizedReduce
 
     x = torch.zeros(1, 2, 4, 4)
     x[0, 0] = torch.arange(16.0).view(4, 4) - 5     # ReLU zeroes the first six entries
@@ -94,7 +94,7 @@ def test_factorized_reduce_skips_its_batchnorm_by_default_as_the_authors():
 
 
 def test_factorized_reduce_switch_reaches_experts_and_the_supernet():
-    from par.cells import FactorizedReduce
+    from par.nets.cells import FactorizedReduce
 
     genotype = uniform_genotype("max_pool_3x3", "max_pool_3x3")
     spec = {"kind": "expert", "genotype": genotype.to_json(), "channels": 8, "n_layers": 4}

@@ -24,9 +24,9 @@ import torch
 import torchvision
 import yaml
 
-from par import schemas
-from par import provenance
-from par.provenance import cached_code_hash, code_files, code_hash, imported_modules, read_provenance
+from par.infra import schemas
+from par.infra import provenance
+from par.infra.provenance import cached_code_hash, code_files, code_hash, imported_modules, read_provenance
 from test_startup import SNAKEMAKE_WATCHING_IMPORTS
 from test_workflow import config_for, fork, scheduled_jobs
 
@@ -190,19 +190,19 @@ def test_unchanged_code_reruns_nothing_and_parsing_imports_no_torch(copied_run):
 
 
 @pytest.mark.parametrize("module, expected", [
-    # only the tables script imports par.tables (and its data file)
-    ("par/tables.py", TAIL),
+    # only the tables script imports par.results.tables (and its data file)
+    ("par/results/tables.py", TAIL),
     ("par/data/paper_results.csv", TAIL),
     # strategies: every learn job of every run, never features, plan or search
     ("par/learners/strategies.py", LEARN_ALL | TAIL),
     # the extractor module: features, prototypes and distances (they read features with it),
     # then the plan checkpoint; PAR's learn jobs wait for the new plan (they re-run only
     # where it changes), finetune's do not depend on relatedness at all
-    ("par/extractor.py", {("extract_features", None, t) for t in TASKS}
+    ("par/relatedness/extractor.py", {("extract_features", None, t) for t in TASKS}
      | {("prototypes", None, t) for t in TASKS}
      | {("distances", None, None), ("plan", "par", None), ("metrics", "par", None)}
      | TAIL),
-    # training: every learn job and PAR's one cell search (par.mdl imports the loop), never
+    # training: every learn job and PAR's one cell search (par.search.mdl imports the loop), never
     # features, prototypes, distances or the plan
     ("par/training.py", LEARN_ALL | {("search_cell", "par", 1)} | TAIL),
 ])
@@ -219,7 +219,7 @@ def test_extractor_change_reruns_no_learning_where_the_plan_holds(copied_run, tm
     shutil.copytree(workdir, fork_work, symlinks=True)
     plan_path = fork_work / "results/runs/cifar10-5/seed0/par/plan.json"
     plan_before = json.loads(plan_path.read_text())["tasks"]
-    with open(fork_repo / "par" / "extractor.py", "a") as f:
+    with open(fork_repo / "par" / "relatedness" / "extractor.py", "a") as f:
         f.write("\n# an edit\n")
     result = run_copy(fork_repo, fork_work, config, "all_tables")
     assert result.returncode == 0, result.stderr[-4000:]

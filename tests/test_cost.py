@@ -1,11 +1,11 @@
-"""benchmarks/cost.py: the cost-on-paper arithmetic and the dry-run parsing, on hand-made input."""
+"""tools/cost.py: the cost-on-paper arithmetic and the dry-run parsing, on hand-made input."""
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("cost", Path(__file__).resolve().parents[1] / "benchmarks/cost.py")
+spec = importlib.util.spec_from_file_location("cost", Path(__file__).resolve().parents[1] / "tools/cost.py")
 cost = importlib.util.module_from_spec(spec)
 sys.modules["cost"] = cost  # dataclasses look their module up
 spec.loader.exec_module(cost)

@@ -17,8 +17,8 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from conftest import REPO, SHARED_DATA
-from par import datasets
-from par.datasets import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
+from par.streams import datasets
+from par.streams.datasets import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
                           locate_source, register_image_folder, save_images)
 
 MNIST_ARCHIVE = SHARED_DATA / "mnist-t10k-png.tar.gz"
@@ -91,7 +91,7 @@ def stripes(size_wh, colours, vertical=True):
 # ---- import stays light ---------------------------------------------------------------------
 
 def test_importing_datasets_does_not_import_torch():
-    code = ("import sys, par.datasets; "
+    code = ("import sys, par.streams.datasets; "
             "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from par import extractor
-from par.extractor import (ExtractorWeightsUnavailable, TaskFeatures, build_extractor, check_weights,
+from par.relatedness import extractor
+from par.relatedness.extractor import (ExtractorWeightsUnavailable, TaskFeatures, build_extractor, check_weights,
                            extract_features, load_features, save_features, weights_provenance)
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)

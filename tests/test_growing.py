@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from par.growing import column_parameters, pn_parameters
+from par.nets.growing_bodies import column_parameters, pn_parameters
 from par.learners import get_method, get_strategy
 from par.learners.growing import LtG, knn_accuracy
-from par.models import count_parameters, load_model, save_model
+from par.nets.model import count_parameters, load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
 CPU = torch.device("cpu")
@@ -31,7 +31,7 @@ def batches(kind: int, seed: int = 0, shuffle: bool = True):
 
 
 def learn(name, model, task, kind, width=4, config=CONFIG, **options):
-    """prepare → search → fit, as par.learners.task.learn_task does."""
+    """prepare → search → fit, as par.learners.job.learn_task does."""
     strategy = get_strategy(name, **options)
     body = {"kind": get_method(name).body_kind, "width": width}
     model = strategy.prepare(model, body, task, 2, CPU)
@@ -373,7 +373,7 @@ def test_growing_defaults_are_the_schema_defaults(name):
     """A strategy built without options (tests, scripts) has the config schema's defaults,
     the authors' settings: ltg.sh (o_epochs 50, o_lr 0.01, o_lamb 0.003, o_lr_a 0.003,
     o_lamb_a 0.003) and MNTDP (n_neighbors 15, max_samples 1000)."""
-    from par.config import schema_defaults
+    from par.infra.config import schema_defaults
 
     strategy = get_strategy(name)
     defaults = schema_defaults(strategy.config_section)

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from par.streams import build_stream
-from par.tasks import task_data
+from par.streams.spec import build_stream
+from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.hat import annealed_s, compensate, gate, mask_regulariser
-from par.models import MultiHeadModel, count_parameters, load_model, save_model
+from par.nets.model import MultiHeadModel, count_parameters, load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
 CPU = torch.device("cpu")

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from par.datasets import load_images
-from par.extractor import TaskFeatures, load_features, save_features
-from par.io import CorruptFileError, atomic_path, read_json, read_parquet, write_json, write_parquet
-from par.relatedness import load_prototypes
+from par.streams.datasets import load_images
+from par.relatedness.extractor import TaskFeatures, load_features, save_features
+from par.infra.io import CorruptFileError, atomic_path, read_json, read_parquet, write_json, write_parquet
+from par.relatedness.distances import load_prototypes
 
 
 def test_failed_write_leaves_neither_file_nor_temp(tmp_path):
@@ -39,7 +39,7 @@ def test_corrupt_files_are_named(tmp_path):
 
 
 def test_parquet_roundtrip_with_metadata(tmp_path):
-    from par.io import parquet_metadata
+    from par.infra.io import parquet_metadata
 
     write_parquet(tmp_path / "t.parquet", pd.DataFrame({"a": [1, 2]}), metadata={"extractor_weights": "w"})
     assert read_parquet(tmp_path / "t.parquet").a.tolist() == [1, 2]

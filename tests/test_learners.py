@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from conftest import ReversedTrainIds
-from par.streams import build_stream
-from par.cells import DARTS_V2
+from par.streams.spec import build_stream
+from par.nets.cells import DARTS_V2
 from par.learners import get_method, get_strategy, learn_task
-from par.models import load_model, save_model
+from par.nets.model import load_model, save_model
 from par.planning import PlanSettings, plan_tasks
 from par.training import TrainConfig
 
@@ -106,7 +106,7 @@ def test_same_seed_same_numbers_on_cpu(stream, cifar10_arrays):
 def test_regularize_trains_the_expert_and_the_new_head_only():
     """Authors' requires_grad_task: the group's old heads are frozen (no gradient, no weight
     decay, no momentum) while LwF distils through them; the expert and the new head learn."""
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
     from par.training import Batches, fit
 
     torch.manual_seed(0)
@@ -146,7 +146,7 @@ def test_prepare_places_the_model_on_the_device_and_needs_a_body_spec_for_a_fres
 def test_regularize_defaults_and_frozen_parts():
     """docs/spec.md §5: λ = 1, T = 2; the teacher and the group's old heads are frozen
     (requires_grad False); regularize-head freezes everything but the new head."""
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
 
     strategy = get_strategy("regularize")
     assert (strategy.lwf_lambda, strategy.lwf_temperature) == (1.0, 2.0)
@@ -163,7 +163,7 @@ def test_regularize_defaults_and_frozen_parts():
 def test_sample_ids_are_sorted_only_when_read_from_an_images_h5_path():
     from types import SimpleNamespace
 
-    from par.learners.task import sample_ids
+    from par.learners.job import sample_ids
 
     task = SimpleNamespace(dataset="d", indices=lambda split: np.array([5, 1, 3], dtype=np.int32))
     for images in ("images.h5", {"d": "images.h5"}):
@@ -184,10 +184,10 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     import logging
     import time
 
-    from par.learners import task as task_module
+    from par.learners import job as task_module
     from par.learners.strategies import Finetune
-    from par.learners.task import sample_ids
-    from par.models import count_parameters
+    from par.learners.job import sample_ids
+    from par.nets.model import count_parameters
     from par.training import FitResult
 
     class Recorder(Finetune):
@@ -232,7 +232,7 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     monkeypatch.setattr(task_module, "Batches", batches)
     monkeypatch.setattr(task_module, "evaluate_tasks", evaluate_tasks)
     monkeypatch.setattr(task_module, "compile_body", spied["compiled"].append)
-    caplog.set_level(logging.INFO, logger="par.learners.task")
+    caplog.set_level(logging.INFO, logger="par.learners.job")
     config = TrainConfig(epochs=1, batch_size=16, augment=True, compile=True, amp="bf16")
     body = {"kind": "light_resnet18", "width": 2}
     cpu = torch.device("cpu")
@@ -271,7 +271,7 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     assert record["n_params_added"] == record["n_params"] == n_params and record["trained_in_search"] is False
     assert 0 <= record["search_seconds"] <= record["train_seconds"] <= record["seconds"] <= wall
     n_params = count_parameters(model1)
-    messages = [r.getMessage() for r in caplog.records if r.name == "par.learners.task"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "par.learners.job"]
     assert messages == [f"task 1 (finetune): 72 train / 8 val images, 2 classes, {n_params} parameters",
                         f"after task 1: test accuracy on task 1 = {record['test_accuracy']['1']:.4f}"]
 

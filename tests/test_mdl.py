@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from par.cells import N_EDGES, PRIMITIVES, Genotype
-from par.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell, search_halves
+from par.nets.cells import N_EDGES, PRIMITIVES, Genotype
+from par.search.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell, search_halves
 from par.training import TrainConfig
 
 # One edge, three operations: op 0 sampled twice (last acc 0.5), op 1 once (0.7), op 2 never.
@@ -127,7 +127,7 @@ def test_both_search_halves_get_the_training_augmentation(augment):
 def test_search_updates_the_distributions_as_mdl_says(cifar10_arrays):
     """Replays the history's samples and search-val accuracies through the MDL update by hand:
     the distributions the search reports (and its genotype) must be those."""
-    from par.mdl import CELL_TYPES, derive_genotype
+    from par.search.mdl import CELL_TYPES, derive_genotype
 
     images = torch.from_numpy(cifar10_arrays.train_images[:64])
     labels = torch.from_numpy(cifar10_arrays.train_labels[:64] % 2)
@@ -148,7 +148,7 @@ def test_search_updates_the_distributions_as_mdl_says(cifar10_arrays):
 
 
 
-# ---- issue 13: what benchmarks/mutation/mdl.diff showed no test pinned down -----------------
+# ---- issue 13: what tools/mutation/mdl.diff showed no test pinned down -----------------
 
 CPU, META = torch.device("cpu"), torch.device("meta")   # meta: a device other than the CPU, without data
 
@@ -218,7 +218,7 @@ def test_search_halves_augment_as_the_search_config_says_on_its_device():
 
 
 def test_hooks_apply_the_configured_update_to_both_cells():
-    from par.mdl import CELL_TYPES, MDLSearchHooks, _Sampled
+    from par.search.mdl import CELL_TYPES, MDLSearchHooks, _Sampled
 
     hooks = MDLSearchHooks(SearchConfig(lr_search=0.5, mdl_update="logits"), torch.Generator().manual_seed(0))
     model = _Sampled(nn.Identity())
@@ -239,7 +239,7 @@ def test_hooks_apply_the_configured_update_to_both_cells():
 
 def test_search_cell_builds_and_trains_the_supernet_as_configured(monkeypatch):
     """search_cell's wiring, with SuperNet and fit replaced by recorders (no training)."""
-    import par.mdl as mdl
+    import par.search.mdl as mdl
     from par.training import FitResult
 
     calls = {}

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import ReversedTrainIds
-from par.reproducibility import job_seed
-from par.streams import build_stream
-from par.tasks import task_data
+from par.infra.seeds import job_seed
+from par.streams.spec import build_stream
+from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
-from par.learners.task import TaskContext, sample_ids
-from par.models import load_model, save_model
+from par.learners.job import TaskContext, sample_ids
+from par.nets.model import load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
 CPU = torch.device("cpu")
@@ -218,7 +218,7 @@ def test_agem_hands_the_projection_to_the_optimizer_and_records_the_projected_fr
 
 
 def test_memory_strategies_default_and_smallest_samples_per_class():
-    # the config default (workflow/schemas: memory.samples_per_class 10, minimum 1)
+    # the config default (par/data/config.schema.yaml: memory.samples_per_class 10, minimum 1)
     assert get_strategy("er").samples_per_class == get_strategy("agem").samples_per_class == 10
     one = get_strategy("er", samples_per_class=1)
     one.start(SimpleNamespace(carry={}, tasks=[1]), 1)

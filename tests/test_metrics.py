@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from par.metrics import (accuracy_matrix, average_forgetting, average_performance, forgetting, run_frames,
+from par.results.metrics import (accuracy_matrix, average_forgetting, average_performance, forgetting, run_frames,
                          total_parameters, wall_time)
 
 # PAR-like run: tasks 1, 2 in group 1 (2 continues 1); task 3 founds group 2 with its own searched cell.

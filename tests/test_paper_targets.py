@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from par.extractor import load_features
-from par.provenance import read_provenance
-from par.relatedness import DISTANCE_EPSILON, distance_matrix, load_prototypes
+from par.relatedness.extractor import load_features
+from par.infra.provenance import read_provenance
+from par.relatedness.distances import DISTANCE_EPSILON, distance_matrix, load_prototypes
 from test_workflow import config_for, fork, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -341,7 +341,7 @@ def test_reasons_state_the_rule_that_decided():
 
 
 def test_settings_from_a_run_config():
-    from par.config import schema_defaults
+    from par.infra.config import schema_defaults
 
     settings = PlanSettings.from_config(schema_defaults("planning"), zero_is_far=True)
     assert settings == PlanSettings.from_schema(zero_is_far=True) and settings.zero_is_far is True

@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
-from par.provenance import provenance_json, read_provenance
-from par.relatedness import (class_prototypes, distance_matrix, load_prototypes, nearest_prototype_kl,
+from par.infra.provenance import provenance_json, read_provenance
+from par.relatedness.distances import (class_prototypes, distance_matrix, load_prototypes, nearest_prototype_kl,
                              per_class_log_ratios, prototype_weights, save_prototypes)
 
 # New task i: class 0 at (0,0), (2,0) -> prototype (1,0); class 1 at (0,4), (0,6) -> prototype (0,5).

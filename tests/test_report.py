@@ -51,9 +51,9 @@ def test_rendered_tables_have_no_nan_and_one_style(tiny_run):
 def test_paper_table_html_has_no_nan_for_methods_without_a_run(tiny_run):
     import pandas as pd
 
-    from par.paper_tables import table_html
-    from par.tables import run_summary
-    from par.targets import load_targets, table_cells
+    from par.paper.render import table_html
+    from par.results.tables import run_summary
+    from par.paper.targets import load_targets, table_cells
 
     workdir, _ = tiny_run
     summary = run_summary([pd.read_parquet(p) for p in (workdir / "results/runs").glob("*/seed*/*/metrics.parquet")], {})

@@ -5,7 +5,7 @@ uninterrupted run, bit for bit on the CPU.
 One uninterrupted reference run of a reduced tiny workflow (the ``par`` run
 only: plan, cell search, five chained learn-task jobs; 2 epochs), and one run
 killed twice: during feature extraction (some feature files written, one job
-in flight) and, after resuming with ``python -m par.resume``, during a
+in flight) and, after resuming with ``python -m par.infra.resume``, during a
 learn-task job (past its first epoch, earlier states written).  About two
 workflow runs' time.
 """
@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from par.resume import incomplete_outputs, owners, remove_incomplete_outputs, stale_lock_hint
+from par.infra.resume import incomplete_outputs, owners, remove_incomplete_outputs, stale_lock_hint
 from test_workflow import REPO, config_for, snakemake
 
 RUN_PATH = "results/runs/cifar10-5/seed0"
@@ -73,7 +73,7 @@ def crash_when(proc: subprocess.Popen, ready, what: str, timeout: float = 600) -
 
 
 def resume_refused_while_alive(workdir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "par.resume", *workflow_args(workdir)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "par.infra.resume", *workflow_args(workdir)], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PAR_OFFLINE": "1"})
 
 
@@ -176,7 +176,7 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_pat
     assert again.returncode != 0
     message = again.stdout + again.stderr
     assert "Directory cannot be locked" in message and "--unlock" in message
-    assert "no longer exists" in message and "python -m par.resume" in message
+    assert "no longer exists" in message and "python -m par.infra.resume" in message
 
     # resume, then crash 2: during a learn-task job, past its first epoch, with earlier states written
     def learning():
@@ -186,8 +186,8 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_pat
         logs = [workdir / f.replace(RUN_PATH, "results/logs/learn_task/cifar10-5/seed0").replace("/states/", "/")
                 .replace(".pt", ".log") for f in running]
         return len(states) >= 2 and any(log.exists() and "epoch 1/2" in log.read_text() for log in logs)
-    proc = start([sys.executable, "-m", "par.resume", *args])
-    # while it runs (par.resume execs Snakemake), resuming is refused: the recorded Snakemake is alive
+    proc = start([sys.executable, "-m", "par.infra.resume", *args])
+    # while it runs (par.infra.resume execs Snakemake), resuming is refused: the recorded Snakemake is alive
     deadline = time.time() + 300
     while not any(o.alive for o in owners(workdir)):
         assert proc.poll() is None and time.time() < deadline, "the resumed run never started its jobs"
@@ -199,7 +199,7 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_tables(reference, tmp_pat
     trusted_after_crash(workdir, ref_dir)
 
     # the documented command, once more, runs to the end
-    resumed = subprocess.run([sys.executable, "-m", "par.resume", *args], capture_output=True, text=True,
+    resumed = subprocess.run([sys.executable, "-m", "par.infra.resume", *args], capture_output=True, text=True,
                              timeout=900, env={**os.environ, "PAR_OFFLINE": "1"})
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert "Removing it with snakemake --unlock" in resumed.stderr
@@ -226,9 +226,9 @@ def trusted_after_crash(workdir: Path, ref_dir: Path) -> None:
             assert_same_file(workdir / f, ref_dir / f)
 
 
-# ---- par.resume alone: a stand-in owner process, no workflow ----------------------------
+# ---- par.infra.resume alone: a stand-in owner process, no workflow ----------------------------
 
-OWNER = ("import sys, time; from par.resume import record_owner; "
+OWNER = ("import sys, time; from par.infra.resume import record_owner; "
          "record_owner(sys.argv[1], ['snakemake', 'all_tables']); print('recorded', flush=True); "
          "time.sleep(float(sys.argv[2]))")
 
@@ -251,7 +251,7 @@ def lock(workdir: Path) -> Path:
 
 def par_resume(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PAR_RESUMING"}
-    return subprocess.run([sys.executable, "-m", "par.resume", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-m", "par.infra.resume", *args], capture_output=True, text=True, timeout=60,
                           env=env)
 
 
@@ -272,7 +272,7 @@ def test_a_live_snakemake_is_told_from_a_killed_one(tmp_path, monkeypatch):
     [owner] = owners(tmp_path)
     assert not owner.alive and owner.pid == proc.pid
     hint = stale_lock_hint(tmp_path, ["snakemake", "all_tables", "--cores", "2"])
-    assert f"pid {proc.pid}" in hint and "python -m par.resume all_tables --cores 2" in hint
+    assert f"pid {proc.pid}" in hint and "python -m par.infra.resume all_tables --cores 2" in hint
 
     # a lock newer than every record: a Snakemake that has not reached onstart yet, maybe alive
     later = owner.path.stat().st_mtime_ns + 1_000_000_000

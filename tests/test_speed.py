@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 
-from par.cells import DARTS_V2
-from par.devices import eval_batch_size, tune_cpu_allocator
+from par.nets.cells import DARTS_V2
+from par.infra.devices import eval_batch_size, tune_cpu_allocator
 from par.learners.strategies import Finetune
-from par.models import MultiHeadModel
+from par.nets.model import MultiHeadModel
 from par.training import Batches, TrainConfig, compile_body, evaluate, evaluate_tasks, fit, to_float_images
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

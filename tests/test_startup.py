@@ -37,9 +37,9 @@ def test_dry_run_of_the_paper_config_imports_no_torch(tmp_path):
 
 def test_the_watcher_sees_torch_when_it_is_imported(tmp_path):
     """The check above could not pass by accident: the same watcher reports torch
-    when the process imports it (here through a workflow that imports par.models)."""
+    when the process imports it (here through a workflow that imports par.nets.model)."""
     snakefile = tmp_path / "Snakefile"
-    snakefile.write_text("import par.models\n\nrule all:\n    output: 'x'\n    shell: 'touch {output}'\n")
+    snakefile.write_text("import par.nets.model\n\nrule all:\n    output: 'x'\n    shell: 'touch {output}'\n")
     cmd = [sys.executable, "-c", SNAKEMAKE_WATCHING_IMPORTS, "--dry-run", "--snakefile", str(snakefile),
            "--directory", str(tmp_path)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -1,9 +1,9 @@
-"""Stream specs (par.streams), transforms (par.transforms) and the vectorised distance matrix.
+"""Stream specs (par.streams.spec), transforms (par.streams.transforms) and the vectorised distance matrix.
 
 The datasets are small generated ``images.h5`` files in the layout every stage
-reads (decoded arrays at native shape, written with par.datasets.save_images);
+reads (decoded arrays at native shape, written with par.streams.datasets.save_images);
 the on-disk source formats (torchvision files, LEAF JSON, …) belong to
-par.datasets and its tests, so these fakes start from decoded arrays.
+par.streams.datasets and its tests, so these fakes start from decoded arrays.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from par.class_orders import cifar100_validation_split
-from par.datasets import ImageArrays, save_images
-from par.relatedness import class_prototypes, distance_matrix, nearest_prototype_kl
-from par.datasets import decode, locate_source, register_image_folder
-from par.streams import (StreamSpecError, load_spec, prepare_task, resolve_tasks, shipped_streams,
+from par.streams.class_orders import cifar100_validation_split
+from par.streams.datasets import ImageArrays, save_images
+from par.relatedness.distances import class_prototypes, distance_matrix, nearest_prototype_kl
+from par.streams.datasets import decode, locate_source, register_image_folder
+from par.streams.spec import (StreamSpecError, load_spec, prepare_task, resolve_tasks, shipped_streams,
                          task_normalisation, task_users)
-from par.tasks import read_task_pixels, task_from_json
-from par.transforms import apply_transforms, channel_statistics, rainbow
+from par.streams.tasks import read_task_pixels, task_from_json
+from par.streams.transforms import apply_transforms, channel_statistics, rainbow
 
 # dataset -> (classes, train per class, test per class, image shape (H, W, C))
 FAKES = {
@@ -174,7 +174,7 @@ def test_mixed_cifar100_fceleba_users_and_interleaving(tmp_path):
     assert [t["dataset"] for t in resolved] != [t["dataset"] for t in resolve_tasks(load_spec("mixed-cifar100-fceleba"), 1)]
     cifar = [t for t in resolved if t["dataset"] == "cifar100"]
     assert sorted(t["classes"] for t in cifar) == [list(range(10 * k, 10 * k + 10)) for k in range(10)]
-    # F-CelebA as par.datasets stores it: user indices into string-ordered user_names ("u10" < "u2")
+    # F-CelebA as par.streams.datasets stores it: user indices into string-ordered user_names ("u10" < "u2")
     users = np.asarray([f"u{u}" for u in range(12) for _ in range(20)])
     user_names = sorted(set(users))
     index = np.asarray([user_names.index(u) for u in users], dtype=np.int64)

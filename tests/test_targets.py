@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from par.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
+from par.paper.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
                            switch_status)
-from par.config import SECTIONS, ConfigError, relatedness_variant, run_settings
-from par.datasets import cifar100_coarse_table
+from par.infra.config import SECTIONS, ConfigError, relatedness_variant, run_settings
+from par.streams.datasets import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettings, plan_tasks
-from par.plots import task_label
-from par.io import CorruptFileError
-from par.paper_tables import readme_section, render_readme, table_markdown
-from par.tables import with_aliases
-from par.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
+from par.results.plots import task_label
+from par.infra.io import CorruptFileError
+from par.paper.render import readme_section, render_readme, table_markdown
+from par.results.tables import with_aliases
+from par.paper.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
                          table_cells, target_rows, verdict)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_table_cells_verdicts_from_a_summary():
 def test_readme_section_is_the_rendering_of_the_targets_file():
     readme = (REPO / "README.md").read_text()
     section = readme_section(load_targets())
-    assert section in readme, "README is out of date: run `python -m par.paper_tables`"
+    assert section in readme, "README is out of date: run `python -m par.paper.render`"
     assert render_readme(readme, section) == readme
     assert "t5-fixed" in section and "not reproduced (method not implemented here)" not in section
     # only rows no run of ours answers are listed as cited: ER and HAT* have runs (er, hat)
@@ -227,8 +227,8 @@ def test_task_labels_of_the_figures():
 def test_rendered_paper_tables_never_read_nan(table):
     """No run configured: every cell is "not run" / "not reproduced" / "reported from …";
     the run column of methods without a run reads "–" and no cell reads NaN (issue 16)."""
-    from par.paper_tables import table_html
-    from par.tables import run_summary
+    from par.paper.render import table_html
+    from par.results.tables import run_summary
 
     cells = table_cells(load_targets(), run_summary([], {}), table)
     for text in (table_markdown(cells), table_html(f"Table {table}", cells)):

@@ -1,15 +1,15 @@
-"""The paper's streams built by the pipeline's own task preparation (par.streams.build_stream):
-class orders (par.class_orders), splits, subsets, task data; CIFAR-100 in its real file format."""
+"""The paper's streams built by the pipeline's own task preparation (par.streams.spec.build_stream):
+class orders (par.streams.class_orders), splits, subsets, task data; CIFAR-100 in its real file format."""
 import pickle
 
 import numpy as np
 import pytest
 import torchvision.datasets.cifar
 
-from par.class_orders import CLASS_ORDERS, cifar100_class_order, cifar100_validation_split
-from par.datasets import DataSource, ImageArrays, decode
-from par.streams import build_stream
-from par.tasks import Stream, task_data
+from par.streams.class_orders import CLASS_ORDERS, cifar100_class_order, cifar100_validation_split
+from par.streams.datasets import DataSource, ImageArrays, decode
+from par.streams.spec import build_stream
+from par.streams.tasks import Stream, task_data
 
 
 def labels(n_classes, per_class):

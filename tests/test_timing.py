@@ -1,7 +1,7 @@
 """Per-stage times from benchmark files."""
 import pytest
 
-from par.timing import main, stage_times
+from par.results.timing import main, stage_times
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

@@ -11,7 +11,7 @@ from torch import nn
 import torchvision.transforms.v2.functional as TF
 
 from par.learners.strategies import Finetune, Regularize, RegularizeHead, lwf_soft_cross_entropy
-from par.models import MultiHeadModel
+from par.nets.model import MultiHeadModel
 from par.training import (Batches, TrainConfig, augment_batch, augmentation_parameters, autocast, evaluate, fit,
                           to_float_images)
 
@@ -238,7 +238,7 @@ def test_early_stopping_only_where_the_strategy_asks_for_it():
     assert {n for n, cls in STRATEGIES.items() if cls.early_stopping} == {"allocate-search", "allocate-reuse"}
 
 
-# ---- issue 13: what benchmarks/mutation/training.diff showed no test pinned down ------------
+# ---- issue 13: what tools/mutation/training.diff showed no test pinned down ------------
 # Small generated tensors, values derived by hand.  The meta device (shapes and devices, no
 # data) stands in for a GPU: an index or factor left on the CPU fails there as it would on CUDA.
 

@@ -171,7 +171,7 @@ def test_alpha_change_reruns_plan_affected_tasks_and_tables_only(full_run, tmp_p
 
 
 def test_neutral_training_values_rerun_nothing_and_others_rerun_learning(full_run, tmp_path):
-    """par.config.NEUTRAL_VALUES: writing amp: off and compile: false out (the defaults,
+    """par.infra.config.NEUTRAL_VALUES: writing amp: off and compile: false out (the defaults,
     keys added after results existed) schedules nothing on the finished run;
     compile: true re-runs every learn job (dry runs on a copy)."""
     workdir = fork(full_run, tmp_path)

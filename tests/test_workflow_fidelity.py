@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from par import schemas
-from par.streams import load_spec, prepare_task, resolve_tasks
-from par.io import write_json, write_parquet
+from par.infra import schemas
+from par.streams.spec import load_spec, prepare_task, resolve_tasks
+from par.infra.io import write_json, write_parquet
 from test_workflow import config_for, scheduled_jobs, snakemake
 
 DOWNSTREAM = ["plan", "search_cell", "learn_task", "metrics", "tables", "all_tables"]

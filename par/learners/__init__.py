@@ -15,7 +15,7 @@ __all__ = ["METHODS", "Method", "get_method", "register_method", "STRATEGIES", "
 
 def __getattr__(name: str):
     if name == "learn_task":
-        from par.learners.task import learn_task
+        from par.learners.job import learn_task
 
         return learn_task
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
 
 
 # ---- methods: chains of one growing model ---------------------------------------------------
@@ -69,7 +69,7 @@ class Growing(Strategy):
         self.trainable: list[nn.Module] = []
 
     def prepare(self, predecessor, body_spec, task, n_classes, device):
-        from par.models import MultiHeadModel
+        from par.nets.model import MultiHeadModel
 
         if predecessor is None:
             if body_spec is None:
@@ -112,7 +112,7 @@ class Growing(Strategy):
 @register_strategy("pn")
 class Progressive(Growing):
     """A new column (light ResNet18) and its laterals from every earlier column
-    (:class:`par.growing.ProgressiveBody`); only they and the new head train."""
+    (:class:`par.nets.growing_bodies.ProgressiveBody`); only they and the new head train."""
 
     def grow(self, model, task, n_classes, device):
         model.body.add_column(task, n_classes)
@@ -140,7 +140,7 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, val_f
 
 class MNTDP(Growing):
     """Shared by MNTDP-S and -D: modules = stem and the four stages
-    (:class:`par.growing.ModularBody`).  Task 1 trains a new path.  Task t ≥ 2:
+    (:class:`par.nets.growing_bodies.ModularBody`).  Task 1 trains a new path.  Task t ≥ 2:
     the task-driven prior picks the earlier task u whose path's features give
     the best k-NN accuracy on t's validation images (k = ``knn_neighbors``,
     fitted on t's first ``knn_max_samples`` training images, both without
@@ -157,7 +157,7 @@ class MNTDP(Growing):
         self.knn_max_samples = knn_max_samples
 
     def grow(self, model, task, n_classes, device):
-        from par.growing import N_DEPTHS
+        from par.nets.growing_bodies import N_DEPTHS
 
         body = model.body
         if not body.paths:  # the first task: a new path
@@ -221,7 +221,7 @@ class MNTDPD(MNTDP):
     def search(self, model, task, train, val, config):
         import copy
 
-        from par.growing import N_DEPTHS
+        from par.nets.growing_bodies import N_DEPTHS
         from par.training import fit
 
         body = model.body
@@ -276,7 +276,7 @@ class MNTDPS(MNTDP):
         return model.body.paths[self.prior_task][:k] + self.new[k:]
 
     def _scores(self, model, task, val) -> dict[int, float]:
-        from par.growing import N_DEPTHS
+        from par.nets.growing_bodies import N_DEPTHS
         from par.training import evaluate
 
         scores = {}
@@ -288,7 +288,7 @@ class MNTDPS(MNTDP):
     def loss(self, model, task, x, y):
         import torch
 
-        from par.growing import N_DEPTHS
+        from par.nets.growing_bodies import N_DEPTHS
 
         if self.sampling:
             k = int(torch.randint(0, N_DEPTHS + 1, ()))
@@ -307,7 +307,7 @@ class MNTDPS(MNTDP):
             record["candidate_val_accuracy"] = {str(k): a for k, a in scores.items()}
 
     def search(self, model, task, train, val, config):
-        from par.growing import N_DEPTHS
+        from par.nets.growing_bodies import N_DEPTHS
         from par.training import fit
 
         body = model.body
@@ -335,7 +335,7 @@ class MNTDPS(MNTDP):
 @register_strategy("ltg")
 class LtG(Growing):
     """Learn to Grow (Li et al. ICML 2019; authors' ``ltg.py``, ``resnet_ltg.py``;
-    :class:`par.growing.GrowBody`).  Task 1 trains a new network.  Task t ≥ 2,
+    :class:`par.nets.growing_bodies.GrowBody`).  Task 1 trains a new network.  Task t ≥ 2,
     search step: per conv layer with c options, architecture weights α (2c + 1:
     reuse option i, option i + a new 1×1 adapter, a new conv; initialised
     uniform in [0, 1) as the authors) weigh a DARTS mixture; first-order DARTS
@@ -366,7 +366,7 @@ class LtG(Growing):
         self.arch_weight_decay = arch_weight_decay
 
     def grow(self, model, task, n_classes, device):
-        from par.growing import _conv
+        from par.nets.growing_bodies import _conv
 
         body = model.body
         if not body.arch:  # the first task: a new conv in every layer
@@ -382,7 +382,7 @@ class LtG(Growing):
         import torch
         from torch import nn
 
-        from par.growing import _adapter, _conv
+        from par.nets.growing_bodies import _adapter, _conv
         from par.training import Batches
 
         body = model.body

@@ -3,7 +3,7 @@ loop (docs/spec.md §10).  Formulas follow joansj/hat ``src/approaches/hat.py`` 
 authors' ``hat.py`` is a copy of it):
 
 - gates a_t^l = σ(s · e_t^l) per unit (:func:`gate`; the networks are in
-  :mod:`par.learners.hat_network`);
+  :mod:`par.nets.hat_bodies`);
 - s annealed over each epoch's batches, s = (s_max − 1/s_max) · i / n + 1/s_max
   with i the number of training samples before the batch and n the epoch's
   (:func:`annealed_s`; eval and the final mask use s = s_max, 400);
@@ -39,8 +39,8 @@ from par.learners.strategies import Strategy, register_strategy
 if TYPE_CHECKING:
     import torch
 
-    from par.learners.task import TaskContext
-    from par.models import MultiHeadModel
+    from par.learners.job import TaskContext
+    from par.nets.model import MultiHeadModel
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from par.learners.strategies import Strategy, register_strategy
 if TYPE_CHECKING:
     import torch
 
-    from par.learners.task import TaskContext
-    from par.models import MultiHeadModel
+    from par.learners.job import TaskContext
+    from par.nets.model import MultiHeadModel
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,13 @@ class EpisodicMemory:
 def memory_pixels(memory: EpisodicMemory, stream, images) -> "torch.Tensor":
     """(m, H, W, 3) uint8 images of the memory items, in memory order, re-read
     from ``images`` (decoded dataset or ``images.h5`` paths) with each task's
-    transforms (:func:`par.tasks.task_data`).
+    transforms (:func:`par.streams.tasks.task_data`).
 
     Raises ValueError when a re-read label differs from the stored one (the ids
     no longer name the same images: a changed dataset or stream)."""
     import torch
 
-    from par.tasks import task_data
+    from par.streams.tasks import task_data
 
     parts = []
     for u in memory.task_numbers:
@@ -204,7 +204,7 @@ class MemoryStrategy(Strategy):
     config_keys = {"samples_per_class": "samples_per_class"}
     keys_without_predecessor = ()
 
-    def __init__(self, samples_per_class: int = 10):  # config default: workflow/schemas (memory)
+    def __init__(self, samples_per_class: int = 10):  # config default: par/data/config.schema.yaml (memory)
         if samples_per_class < 1:
             raise ValueError(f"memory.samples_per_class must be at least 1, not {samples_per_class}")
         self.samples_per_class = samples_per_class
@@ -223,9 +223,9 @@ class MemoryStrategy(Strategy):
     def bind(self, context: TaskContext) -> None:
         import torch
 
-        from par.tasks import task_data
-        from par.learners.task import sample_ids
-        from par.reproducibility import job_seed
+        from par.streams.tasks import task_data
+        from par.learners.job import sample_ids
+        from par.infra.seeds import job_seed
 
         self.batch_size = context.train.batch_size
         if not self.old_tasks:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from par.learners.registry import Registry
+from par.infra.registry import Registry
 from par.planning import TaskDecision
 
 METHODS = Registry("method")

@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
-from par.learners.registry import Registry
+from par.infra.registry import Registry
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from par.models import MultiHeadModel
+    from par.nets.model import MultiHeadModel
 
 STRATEGIES = Registry("strategy")
 register_strategy = STRATEGIES.register
@@ -62,7 +62,7 @@ class Strategy:
 
         Raises ValueError when the needed predecessor or body spec is missing.
         """
-        from par.models import MultiHeadModel
+        from par.nets.model import MultiHeadModel
 
         if self.fresh_body or predecessor is None:
             if body_spec is None:
@@ -90,8 +90,8 @@ class Strategy:
         return F.cross_entropy(logits, y), logits
 
     def bind(self, context) -> None:
-        """Called once by :func:`par.learners.task.learn_task` before training, with
-        the task's data (:class:`par.learners.task.TaskContext`): the stream, the
+        """Called once by :func:`par.learners.job.learn_task` before training, with
+        the task's data (:class:`par.learners.job.TaskContext`): the stream, the
         images, the training batches and their sample ids.  Memory methods (ER,
         A-GEM) read their earlier tasks' samples from it.  Default: nothing."""
 

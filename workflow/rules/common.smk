@@ -9,17 +9,17 @@ from snakemake.exceptions import WorkflowError
 # Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
 # parses this file, and importing torch would cost seconds (issue 8;
 # tests/test_startup.py checks it).
-from par.ablations import generated_runs, resolve_aliases
-from par.config import ConfigError, check_run, relatedness_variant, run_settings, without_neutral_values
-from par.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
-from par.io import read_json
+from par.paper.ablations import generated_runs, resolve_aliases
+from par.infra.config import ConfigError, check_run, relatedness_variant, run_settings, without_neutral_values
+from par.streams.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
+from par.infra.io import read_json
 from par.learners import get_method
 from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
-from par.provenance import cached_code_hash
-from par.resume import record_owner, stale_lock_hint
-from par.streams import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
-from par.validation import InputError, check_results_dir, check_streams
+from par.infra.provenance import cached_code_hash
+from par.infra.resume import record_owner, stale_lock_hint
+from par.streams.spec import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
+from par.streams.validation import InputError, check_results_dir, check_streams
 
 try:
     check_results_dir(config["results_dir"])
@@ -56,7 +56,7 @@ STREAMS = _streams()
 
 @functools.lru_cache(maxsize=None)
 def stream_tasks(bench, seed):
-    """Resolved task specs (par.streams.resolve_tasks) of ``bench`` for ``seed``."""
+    """Resolved task specs (par.streams.spec.resolve_tasks) of ``bench`` for ``seed``."""
     try:
         return resolve_tasks(STREAMS[bench], int(seed))
     except StreamSpecError as err:
@@ -64,7 +64,7 @@ def stream_tasks(bench, seed):
 
 
 # Bad class names/ids, sizes beyond the data, empty or unreadable dataset sources:
-# stop before any job, one line naming stream, task, key or path (par/validation.py).
+# stop before any job, one line naming stream, task, key or path (par/streams/validation.py).
 try:
     check_streams({b: [t for s in SEEDS for t in stream_tasks(b, s)] for b in BENCHMARK_NAMES},
                   config["data_root"], set(USER_DATASETS), ".snakemake/par-dataset-index.json")
@@ -216,9 +216,9 @@ def mem_mb_per_attempt(mb):
 @functools.lru_cache(maxsize=None)
 def code_version(script):
     """The param ``code`` of a rule: a hash of workflow/scripts/``script`` and
-    of every par module it imports, transitively (par.provenance.code_hash),
+    of every par module it imports, transitively (par.infra.provenance.code_hash),
     so that a change of the library re-runs exactly the jobs that execute it.
-    Memoised on disk by file signatures (par.provenance.cached_code_hash)."""
+    Memoised on disk by file signatures (par.infra.provenance.cached_code_hash)."""
     return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
@@ -297,7 +297,7 @@ def get_training_params(wildcards):
     """The run's training settings that matter for this task's strategy: patience
     only where the strategy stops early (par.training.fit reads Strategy.early_stopping;
     leaving it out here keeps a change of patience from rerunning the other tasks)."""
-    settings = without_neutral_values("training", RUNS[wildcards.run]["training"])  # par.config.NEUTRAL_VALUES
+    settings = without_neutral_values("training", RUNS[wildcards.run]["training"])  # par.infra.config.NEUTRAL_VALUES
     if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
         settings.pop("patience")
     return settings
@@ -375,7 +375,7 @@ def check_inputs_available():
     features = [results(f"features/{b}/seed{s}/task{t}.h5")
                 for b in BENCHMARK_NAMES for s in SEEDS for t in range(1, n_tasks(b) + 1)]
     if PLAN_RUNS and not all(Path(f).exists() for f in features):
-        from par.extractor import ExtractorWeightsUnavailable, check_weights  # imports torch: only when needed
+        from par.relatedness.extractor import ExtractorWeightsUnavailable, check_weights  # imports torch: only when needed
 
         try:
             check_weights(config["extractor"]["weights"])
@@ -387,7 +387,7 @@ def check_inputs_available():
 
 onstart:
     check_inputs_available()
-    record_owner()  # who holds the lock, for `python -m par.resume` (par/resume.py)
+    record_owner()  # who holds the lock, for `python -m par.infra.resume` (par/infra/resume.py)
 
 
 # A lock left by a killed Snakemake: say so, and name the command that resumes.

@@ -1,7 +1,7 @@
 """Lookups of the paper targets for paper.smk: which runs, benchmarks and files each
 table and figure needs (input functions named get_*, as in common.smk)."""
-from par.ablations import selected_switches, sweep_run, switch_status
-from par.targets import TABLE_TITLES, target_rows
+from par.paper.ablations import selected_switches, sweep_run, switch_status
+from par.paper.targets import TABLE_TITLES, target_rows
 
 TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
 ABLATION_BENCHMARK = PAPER_TARGETS["ablation_benchmark"]

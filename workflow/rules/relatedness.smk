@@ -3,7 +3,7 @@
 One rule per stage, for the global `relatedness` settings and for a run whose
 settings differ (the switch ablation of docs/spec.md §1-2): the wildcard `split_folder`
 is empty for the global distance split or `split-<split>/`, and `variant_folder`
-is empty for the global settings or `variants/<variant>/` (par.config.relatedness_variant)."""
+is empty for the global settings or `variants/<variant>/` (par.infra.config.relatedness_variant)."""
 
 
 rule extract_features:

@@ -1,8 +1,8 @@
 """Rule decode_dataset: find (or download) a dataset and decode it to images.h5."""
 from pathlib import Path
 
-from par.datasets import decode, locate_source, register_image_folders, save_images
-from par.logs import job_log
+from par.streams.datasets import decode, locate_source, register_image_folders, save_images
+from par.infra.logs import job_log
 
 with job_log(snakemake.log[0]) as log:
     # data_root says where the data lives, not what is computed: it is read from the

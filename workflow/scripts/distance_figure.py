@@ -1,9 +1,9 @@
 """Rule distance_figure: task-distance heatmaps of several streams, tasks labelled (paper Fig. 6)."""
 import numpy as np
 
-from par.io import read_json, read_parquet
-from par.logs import job_log
-from par.plots import distance_heatmaps, placeholder, task_label
+from par.infra.io import read_json, read_parquet
+from par.infra.logs import job_log
+from par.results.plots import distance_heatmaps, placeholder, task_label
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params

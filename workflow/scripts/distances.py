@@ -1,13 +1,13 @@
 """Rule distances: the Nearest-Prototype KL matrix (Eq. 4) as Parquet and a heatmap."""
 import pandas as pd
 
-from par import schemas
-from par.extractor import load_features
-from par.io import write_parquet
-from par.logs import job_log
-from par.plots import distance_heatmap
-from par.provenance import provenance, provenance_json, read_provenance
-from par.relatedness import distance_matrix, load_prototypes, prototype_weights
+from par.infra import schemas
+from par.relatedness.extractor import load_features
+from par.infra.io import write_parquet
+from par.infra.logs import job_log
+from par.results.plots import distance_heatmap
+from par.infra.provenance import provenance, provenance_json, read_provenance
+from par.relatedness.distances import distance_matrix, load_prototypes, prototype_weights
 
 with job_log(snakemake.log[0]) as log:
     features = sorted((load_features(p) for p in snakemake.input.features), key=lambda tf: tf.task)

@@ -1,12 +1,12 @@
 """Rule extract_features: frozen ResNet18 features of one task's distance split."""
 import torch
 
-from par.devices import acquire_device, describe
-from par.extractor import TaskFeatures, build_extractor, extract_features, save_features, weights_provenance
-from par.io import read_json
-from par.logs import job_log
-from par.provenance import provenance, read_provenance
-from par.tasks import read_task_pixels, task_from_json
+from par.infra.devices import acquire_device, describe
+from par.relatedness.extractor import TaskFeatures, build_extractor, extract_features, save_features, weights_provenance
+from par.infra.io import read_json
+from par.infra.logs import job_log
+from par.infra.provenance import provenance, read_provenance
+from par.streams.tasks import read_task_pixels, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)

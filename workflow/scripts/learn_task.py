@@ -3,20 +3,20 @@ import torch
 
 from pathlib import Path
 
-from par.cells import genotype_json
-from par.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
-from par.io import read_json, write_json
+from par.nets.cells import genotype_json
+from par.infra.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
+from par.infra.io import read_json, write_json
 from par.learners import STRATEGIES, learn_task
-from par.logs import job_log
-from par.models import load_model, save_model
-from par.provenance import provenance, read_provenance
-from par.reproducibility import job_seed, seed_everything
-from par.tasks import Stream, task_from_json
+from par.infra.logs import job_log
+from par.nets.model import load_model, save_model
+from par.infra.provenance import provenance, read_provenance
+from par.infra.seeds import job_seed, seed_everything
+from par.streams.tasks import Stream, task_from_json
 from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    tune_cpu_allocator()  # where memory comes from, not a number (par.devices)
+    tune_cpu_allocator()  # where memory comes from, not a number (par.infra.devices)
     assignment = snakemake.params.assignment
     strategy = snakemake.params.strategy
     w = snakemake.wildcards

@@ -1,9 +1,9 @@
 """Rule metrics: accuracy matrix, AP, AF, M, T of one run (docs/spec.md §6)."""
-from par import schemas
-from par.io import read_json, write_parquet
-from par.logs import job_log
-from par.metrics import run_frames
-from par.provenance import provenance, provenance_json, read_provenance
+from par.infra import schemas
+from par.infra.io import read_json, write_parquet
+from par.infra.logs import job_log
+from par.results.metrics import run_frames
+from par.infra.provenance import provenance, provenance_json, read_provenance
 
 with job_log(snakemake.log[0]) as log:
     records = {rec["task"]: rec for rec in map(read_json, snakemake.input.records)}

@@ -1,13 +1,13 @@
 """Rule paper_table: one of the paper's Tables 1-5 beside our runs, with a verdict per cell."""
 from pathlib import Path
 
-from par import schemas
-from par.io import atomic_path, read_parquet, write_parquet
-from par.logs import job_log
-from par.provenance import provenance, provenance_json, read_provenance
-from par.paper_tables import table_html, table_markdown
-from par.tables import run_summary
-from par.targets import TABLE_TITLES, load_targets, table_cells
+from par.infra import schemas
+from par.infra.io import atomic_path, read_parquet, write_parquet
+from par.infra.logs import job_log
+from par.infra.provenance import provenance, provenance_json, read_provenance
+from par.paper.render import table_html, table_markdown
+from par.results.tables import run_summary
+from par.paper.targets import TABLE_TITLES, load_targets, table_cells
 
 with job_log(snakemake.log[0]) as log:
     summary = run_summary([read_parquet(p) for p in snakemake.input.metrics], snakemake.params.aliases)

@@ -1,10 +1,10 @@
 """Checkpoint plan: task groups and a strategy per task (docs/spec.md §3)."""
 import numpy as np
 
-from par.io import parquet_metadata, read_json, read_parquet, write_json
-from par.logs import job_log
+from par.infra.io import parquet_metadata, read_json, read_parquet, write_json
+from par.infra.logs import job_log
 from par.planning import PlanSettings, plan_tasks
-from par.provenance import provenance, read_provenance
+from par.infra.provenance import provenance, read_provenance
 
 with job_log(snakemake.log[0]) as log:
     tasks = sorted((read_json(p) for p in snakemake.input.tasks), key=lambda t: t["task"])

@@ -1,10 +1,10 @@
 """Rule prepare_stream: cut one task of a stream from its dataset for one seed."""
-from par.datasets import load_labels
-from par.io import read_json
-from par.logs import job_log
-from par.provenance import provenance
-from par.streams import describe, prepare_task, task_normalisation, task_users, write_task
-from par.tasks import task_from_json
+from par.streams.datasets import load_labels
+from par.infra.io import read_json
+from par.infra.logs import job_log
+from par.infra.provenance import provenance
+from par.streams.spec import describe, prepare_task, task_normalisation, task_users, write_task
+from par.streams.tasks import task_from_json
 
 with job_log(snakemake.log[0]) as log:
     spec = snakemake.params.task

@@ -1,8 +1,8 @@
 """Rule prototypes: class means of one task's features (Eq. 2)."""
-from par.extractor import load_features
-from par.logs import job_log
-from par.provenance import provenance, read_provenance
-from par.relatedness import class_prototypes, save_prototypes
+from par.relatedness.extractor import load_features
+from par.infra.logs import job_log
+from par.infra.provenance import provenance, read_provenance
+from par.relatedness.distances import class_prototypes, save_prototypes
 
 with job_log(snakemake.log[0]) as log:
     tf = load_features(snakemake.input[0])

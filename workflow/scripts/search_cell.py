@@ -1,17 +1,17 @@
 """Rule search_cell: MDL search of a cell for one allocate-search task (docs/spec.md §4)."""
 import torch
 
-from par.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
-from par.io import read_json, write_json
-from par.logs import job_log
-from par.mdl import SearchConfig, search_cell
-from par.provenance import provenance, read_provenance
-from par.reproducibility import job_seed, seed_everything
-from par.tasks import task_data, task_from_json
+from par.infra.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
+from par.infra.io import read_json, write_json
+from par.infra.logs import job_log
+from par.search.mdl import SearchConfig, search_cell
+from par.infra.provenance import provenance, read_provenance
+from par.infra.seeds import job_seed, seed_everything
+from par.streams.tasks import task_data, task_from_json
 
 with job_log(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    tune_cpu_allocator()  # where memory comes from, not a number (par.devices)
+    tune_cpu_allocator()  # where memory comes from, not a number (par.infra.devices)
     task = task_from_json(read_json(snakemake.input.task))
     images, labels = task_data({task.dataset: snakemake.input.images}, task, "train")
     config = SearchConfig(**snakemake.params.search)

@@ -1,8 +1,8 @@
 """Rule sweep_figure: AP, M, experts and T against alpha (paper Fig. 3) or beta (Fig. 4)."""
-from par.io import read_parquet
-from par.logs import job_log
-from par.plots import placeholder, sweep_figure
-from par.tables import run_summary
+from par.infra.io import read_parquet
+from par.infra.logs import job_log
+from par.results.plots import placeholder, sweep_figure
+from par.results.tables import run_summary
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params

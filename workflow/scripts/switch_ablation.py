@@ -1,13 +1,13 @@
 """Rule switch_ablation: every paper-vs-code switch (docs/spec.md), one run each, beside the default run."""
 from pathlib import Path
 
-from par import schemas
-from par.ablations import selected_switches
-from par.io import atomic_path, read_parquet, write_parquet
-from par.logs import job_log
-from par.provenance import provenance, provenance_json, read_provenance
-from par.ablations import switch_html, switch_markdown, switch_table
-from par.tables import run_summary
+from par.infra import schemas
+from par.paper.ablations import selected_switches
+from par.infra.io import atomic_path, read_parquet, write_parquet
+from par.infra.logs import job_log
+from par.infra.provenance import provenance, provenance_json, read_provenance
+from par.paper.ablations import switch_html, switch_markdown, switch_table
+from par.results.tables import run_summary
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import numpy as np
 
-from par import schemas
-from par.io import atomic_path, read_json, read_parquet, write_parquet
-from par.logs import job_log
-from par.plots import accuracy_heatmap, ap_vs_parameters, distance_heatmap, task_label
-from par.provenance import provenance, provenance_json, read_provenance
-from par.tables import (aggregate_html, aggregate_markdown, aggregate_table, plan_html, summary_html,
+from par.infra import schemas
+from par.infra.io import atomic_path, read_json, read_parquet, write_parquet
+from par.infra.logs import job_log
+from par.results.plots import accuracy_heatmap, ap_vs_parameters, distance_heatmap, task_label
+from par.infra.provenance import provenance, provenance_json, read_provenance
+from par.results.tables import (aggregate_html, aggregate_markdown, aggregate_table, plan_html, summary_html,
                         summary_markdown, summary_table)
 
 with job_log(snakemake.log[0]) as log:

@@ -1,8 +1,8 @@
 """Rule task_groups_figure: the task groups of one PAR run, tasks named by their classes (paper Fig. 5)."""
-from par.datasets import cifar100_coarse_table
-from par.io import read_json
-from par.logs import job_log
-from par.plots import placeholder, task_groups_figure, task_label
+from par.streams.datasets import cifar100_coarse_table
+from par.infra.io import read_json
+from par.infra.logs import job_log
+from par.results.plots import placeholder, task_groups_figure, task_label
 
 with job_log(snakemake.log[0]) as log:
     p = snakemake.params
