@@ -78,14 +78,20 @@ def relatedness_variant(run_relatedness: dict, global_relatedness: dict) -> str 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "config.schema.yaml"
 
 
+def load_schema() -> dict:
+    """The whole config schema as a dict (JSON schema, draft 2020-12): what the
+    workflow validates a config against and what the config reference documents.
+    A new dict on every call."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 @functools.lru_cache(maxsize=None)
 def schema_defaults(section: str) -> dict:
     """The default of every key of config section ``section`` as
     ``par/data/config.schema.yaml`` gives it: the one place defaults live
     (for code outside the workflow, e.g. tests and benchmark scripts).
     Raises KeyError for a section the schema does not define."""
-    import yaml
-
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    properties = schema["$defs"][section]["properties"]
+    properties = load_schema()["$defs"][section]["properties"]
     return {key: spec["default"] for key, spec in properties.items() if "default" in spec}
