@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from par.nets.cells import DARTS_V2, Expert, Genotype, SuperNet, genotype_json, reduction_layers
-from par.nets.model import LightResNet18, MultiHeadModel, count_parameters
+from par.nets.model import MultiHeadModel, count_parameters
+from par.nets.resnet import LightResNet18
 
 
 def uniform_genotype(normal_op, reduce_op):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from par.nets.bodies import register_body
+
 # Candidate operations, in the authors' order (PAR_PRIMITIVES); index 0 is ``none``.
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 STEPS = 4                                   # intermediate nodes per cell
@@ -223,6 +225,15 @@ class Expert(_CellStack):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(x)
+
+
+@register_body("expert")
+def expert_body(spec: dict) -> Expert:
+    """``{"kind": "expert", "genotype": {...}, "channels": C, "n_layers": L}`` with optional
+    ``stem_multiplier`` (default 3) and ``factorized_reduce_bn`` (default false)."""
+    return Expert(Genotype.from_json(spec["genotype"]), channels=spec["channels"], n_layers=spec["n_layers"],
+                  stem_multiplier=spec.get("stem_multiplier", 3),
+                  factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
 
 
 class MixedOp(nn.Module):

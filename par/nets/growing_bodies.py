@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from par.nets.bodies import register_body
+
 STRIDES = (1, 2, 2, 2)
 N_DEPTHS = 5  # stem + four stages: the modules of MNTDP
 
@@ -256,12 +258,16 @@ def ltg_layers(width: int, in_channels: int = 3) -> list[tuple[int, int, int, in
     return layers
 
 
-def _conv(layer: tuple[int, int, int, int]) -> nn.Conv2d:
+def new_conv(layer: tuple[int, int, int, int]) -> nn.Conv2d:
+    """A new conv option for ``layer`` = (in, out, kernel, stride) (padding kernel // 2,
+    no bias), with the authors' initialisation."""
     cin, cout, k, stride = layer
     return _init(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False))
 
 
-def _adapter(layer: tuple[int, int, int, int]) -> nn.Conv2d:
+def new_adapter(layer: tuple[int, int, int, int]) -> nn.Conv2d:
+    """A new 1×1 adapter conv for ``layer`` = (in, out, kernel, stride) (the layer's
+    stride, no bias), with the authors' initialisation."""
     cin, cout, _, stride = layer
     return _init(nn.Conv2d(cin, cout, 1, stride=stride, bias=False))
 
@@ -291,7 +297,7 @@ class GrowBody(nn.Module):
         self.mix = None  # (task, search modules, softmax weights per layer) during a search
         for i, n in enumerate(options or []):
             for _ in range(n):
-                self.options[i].append(_conv(self.layers[i]))
+                self.options[i].append(new_conv(self.layers[i]))
         for task, choices in (tasks or {}).items():
             self.set_task(int(task), [(a, int(o)) for a, o in choices])
 
@@ -311,7 +317,7 @@ class GrowBody(nn.Module):
             if str(task) not in self.norms[i]:
                 self.norms[i][str(task)] = nn.BatchNorm2d(self.layers[i][1]).to(device)
             if action == "adapt" and str(task) not in self.adapters[i]:
-                self.adapters[i][str(task)] = _adapter(self.layers[i]).to(device)
+                self.adapters[i][str(task)] = new_adapter(self.layers[i]).to(device)
         self.arch[task] = list(choices)
 
     def task_modules(self, task: int) -> list[nn.Module]:
@@ -370,16 +376,22 @@ class GrowBody(nn.Module):
                 "new": sum(a == "new" for a, _ in choices)}
 
 
-def build_growing_body(spec: dict) -> nn.Module:
-    """A body of kind ``pn``, ``ltg`` or ``mntdp`` from its spec (ValueError otherwise)."""
-    kind = spec["kind"]
-    if kind == "pn":
-        return ProgressiveBody(spec.get("width", 64), spec.get("columns", []))
-    if kind == "mntdp":
-        return ModularBody(spec.get("width", 64), spec.get("modules", []), spec.get("paths", {}))
-    if kind == "ltg":
-        return GrowBody(spec.get("width", 64), spec.get("options"), spec.get("tasks", {}))
-    raise ValueError(f"unknown growing body kind {kind!r}")
+@register_body("pn")
+def pn_body(spec: dict) -> ProgressiveBody:
+    """``{"kind": "pn", "width": w, "columns": [...]}`` (as grown so far; width default 64)."""
+    return ProgressiveBody(spec.get("width", 64), spec.get("columns", []))
+
+
+@register_body("mntdp")
+def mntdp_body(spec: dict) -> ModularBody:
+    """``{"kind": "mntdp", "width": w, "modules": [...], "paths": {...}}`` (as grown so far)."""
+    return ModularBody(spec.get("width", 64), spec.get("modules", []), spec.get("paths", {}))
+
+
+@register_body("ltg")
+def ltg_body(spec: dict) -> GrowBody:
+    """``{"kind": "ltg", "width": w, "options": [...], "tasks": {...}}`` (as grown so far)."""
+    return GrowBody(spec.get("width", 64), spec.get("options"), spec.get("tasks", {}))
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from par.nets.bodies import register_body
+
 
 class HATBody(nn.Module):
     """Per-task embeddings of the gated layers (``gate_sizes``: name → units);
@@ -158,3 +160,15 @@ class HATLightResNet18(HATBody):
                 out[f"blocks.{i}.down.weight"] = view(g2, previous, block.down.weight)
             previous = g2
         return out
+
+
+@register_body("hat_light_resnet18")
+def hat_light_resnet18_body(spec: dict) -> HATLightResNet18:
+    """``{"kind": "hat_light_resnet18", "width": w}`` (width default 64)."""
+    return HATLightResNet18(width=spec.get("width", 64))
+
+
+@register_body("hat_mlp")
+def hat_mlp_body(spec: dict) -> HATMLP:
+    """``{"kind": "hat_mlp", "in_features": d, "hidden": h}`` (two gated linear layers of h units)."""
+    return HATMLP(spec["in_features"], spec["hidden"])

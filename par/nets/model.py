@@ -1,4 +1,4 @@
-"""Models that learn tasks: a body (expert or light ResNet18) with one head per task.
+"""Models that learn tasks: a body (expert, light ResNet18, ...) with one head per task.
 
 A body is described by a JSON-able *spec*, so that a saved model state can be
 rebuilt without the code that created it:
@@ -6,12 +6,15 @@ rebuilt without the code that created it:
 - ``{"kind": "expert", "genotype": {...}, "channels": 64, "n_layers": 4, "stem_multiplier": 3,
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.nets.cells.Expert`);
-- ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7);
-- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, docs/spec.md §10,
-  :mod:`par.nets.hat_bodies`);
+- ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7, :mod:`par.nets.resnet`);
+- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, docs/spec.md §10) and
+  ``{"kind": "hat_mlp", "in_features": d, "hidden": h}`` (:mod:`par.nets.hat_bodies`);
 - ``{"kind": "pn" | "ltg" | "mntdp", "width": 64, ...}``: bodies that grow with
   the tasks and take the task in their forward (docs/spec.md §10, :mod:`par.nets.growing_bodies`);
   their spec grows too, and ``model.body_spec`` is updated when they grow.
+
+Each kind is registered by its module (:mod:`par.nets.bodies`); :func:`build_body`
+picks the builder by name.
 """
 from __future__ import annotations
 
@@ -19,62 +22,22 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
-from par.nets.cells import Expert, Genotype
+# The body modules register their kinds on import (par.nets.bodies).
+from par.nets import cells, growing_bodies, hat_bodies, resnet  # noqa: F401
+from par.nets.bodies import BODIES
 from par.infra.io import atomic_path
 
 STATE_FORMAT = 1
-GROWING_KINDS = ("pn", "ltg", "mntdp")
-
-
-class LightResNet18(nn.Module):
-    """The light ResNet18 of MNTDP (docs/spec.md §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
-    4 stages × 2 torchvision BasicBlocks, all ``width`` channels, strides 1/2/2/2,
-    global average pool → (n, width).  ≈ 0.606 M parameters at width 64."""
-
-    def __init__(self, width: int = 64, in_channels: int = 3):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                   nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
-        for stride in (1, 2, 2, 2):
-            down = None
-            if stride != 1:
-                down = nn.Sequential(nn.Conv2d(width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width))
-            layers += [BasicBlock(width, width, stride, down), BasicBlock(width, width)]
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.out_features = width
-        for m in self.modules():  # the authors' initialisation (src/models/resnet.py)
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
 
 
 def build_body(spec: dict) -> nn.Module:
-    """A fresh body from its spec; raises ValueError on an unknown kind."""
+    """A fresh body from its spec, by the builder registered for ``spec["kind"]``
+    (:mod:`par.nets.bodies`); raises ValueError on an unknown kind, naming the known ones."""
     kind = spec["kind"]
-    if kind == "expert":
-        return Expert(Genotype.from_json(spec["genotype"]), channels=spec["channels"], n_layers=spec["n_layers"],
-                      stem_multiplier=spec.get("stem_multiplier", 3),
-                      factorized_reduce_bn=spec.get("factorized_reduce_bn", False))
-    if kind == "light_resnet18":
-        return LightResNet18(width=spec.get("width", 64))
-    if kind in GROWING_KINDS:  # PN, Learn to Grow, MNTDP (docs/spec.md §10): par/nets/growing_bodies.py
-        from par.nets.growing_bodies import build_growing_body
-
-        return build_growing_body(spec)
-    if kind == "hat_light_resnet18":  # HAT's gated variant (docs/spec.md §10)
-        from par.nets.hat_bodies import HATLightResNet18
-
-        return HATLightResNet18(width=spec.get("width", 64))
-    if kind == "hat_mlp":
-        from par.nets.hat_bodies import HATMLP
-
-        return HATMLP(spec["in_features"], spec["hidden"])
-    raise ValueError(f"unknown body kind {kind!r}")
+    if kind not in BODIES:
+        raise ValueError(f"unknown body kind {kind!r}; registered: {sorted(BODIES)}")
+    return BODIES[kind](spec)
 
 
 class MultiHeadModel(nn.Module):
