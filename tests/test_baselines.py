@@ -211,7 +211,7 @@ def test_lwf_soft_cross_entropy_smoothing_by_hand_and_without_warnings():
     row 2 uniform against uniform: −ln ½.  No warning (softmax over the classes, dim 1)."""
     import warnings
 
-    from par.learners.strategies import lwf_soft_cross_entropy
+    from par.learners.distillation import lwf_soft_cross_entropy
 
     student = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]], dtype=torch.float64)
     teacher = torch.tensor([[math.log(3), 0.0], [1.0, 1.0]], dtype=torch.float64)
@@ -239,7 +239,7 @@ class Heads(nn.Module):
 
 
 def test_distillation_loss_uses_the_given_temperature():
-    from par.learners.strategies import distillation_loss, lwf_soft_cross_entropy
+    from par.learners.distillation import distillation_loss, lwf_soft_cross_entropy
 
     student, teacher = Heads(0), Heads(1)
     x, y = torch.tensor([[1.0, -1.0], [0.5, 2.0]], dtype=torch.float64), torch.tensor([0, 1])
@@ -447,7 +447,7 @@ def test_carried_importance_is_the_running_mean_over_the_chain():
     """Ω carried after task t = (Ω̂_t + (t − 1) · Ω_{t−1}) / t (authors' ewc.py / mas.py), with
     stubbed per-task estimates 3, 6, 9: after task 2 (6 + 3) / 2 = 4.5, after task 3
     (9 + 2 · 4.5) / 3 = 6; a head added at task 2 has (9 + 2 · 3) / 3 = 5 after task 3."""
-    from par.learners.strategies import EWC
+    from par.learners.penalties import EWC
 
     model = None
     for t, value in ((1, 3.0), (2, 6.0), (3, 9.0)):

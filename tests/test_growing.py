@@ -4,7 +4,8 @@ import torch
 
 from par.nets.growing_bodies import column_parameters, pn_parameters
 from par.learners import get_method, get_strategy
-from par.learners.growing import LtG, knn_accuracy
+from par.learners.ltg import LtG
+from par.learners.mntdp import knn_accuracy
 from par.nets.model import count_parameters, load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
@@ -38,21 +39,21 @@ def learn(name, model, task, kind, width=4, config=CONFIG, **options):
     train, val = batches(kind, seed=task), batches(kind, seed=100 + task, shuffle=False)
     search = strategy.search(model, task, train, val, config)
     check_search_record(name, strategy, task, search)
-    result = search.pop("fit", None) if search else None
-    if result is None:
+    if search is None or search.fit is None:
         fit(model, task, strategy, train, val, config)
     return model, strategy
 
 
-def check_search_record(name, strategy, task, search):
+def check_search_record(name, strategy, task, result):
     """What a search returns for the learn record (docs/spec.md §10)."""
     if name == "pn" or (name != "ltg" and task == 1):
-        assert search is None
+        assert result is None
         return
     if name == "ltg":
         if task == 1:
             return
-        assert set(search) == {"alpha_softmax", "history"}
+        search = result.record
+        assert set(search) == {"alpha_softmax", "history"} and result.fit is None
         for row in search["alpha_softmax"]:   # per layer: softmax over 2c + 1 candidates, 6 decimals
             assert len(row) % 2 == 1 and abs(sum(row) - 1) < 1e-5 and all(v == round(v, 6) for v in row)
         assert [h["epoch"] for h in search["history"]] == list(range(strategy.search_epochs))
@@ -60,14 +61,15 @@ def check_search_record(name, strategy, task, search):
                    and 0 < h["arch_loss"] < 10 for h in search["history"])
         return
     earlier = [str(u) for u in range(1, task)]
-    assert set(search) == {"knn_accuracy", "prior_task", "candidate_val_accuracy", "fit"}
+    search = result.record
+    assert set(search) == {"knn_accuracy", "prior_task", "candidate_val_accuracy"} and result.fit is not None
     assert sorted(search["knn_accuracy"]) == earlier and str(search["prior_task"]) in earlier
     assert all(0 <= a <= 1 for a in search["knn_accuracy"].values())
     candidates = search["candidate_val_accuracy"]
     assert sorted(candidates) == [str(k) for k in range(6)] == sorted(strategy.arch["candidate_val_accuracy"])
     assert strategy.arch["prior_task"] == search["prior_task"]
     if name == "mntdp-d":   # the kept candidate's own training, the best on validation
-        assert search["fit"].best_val_accuracy == max(candidates.values()) == \
+        assert result.fit.best_val_accuracy == max(candidates.values()) == \
             candidates[str(strategy.arch["reused_modules"])]
 
 
@@ -123,7 +125,7 @@ def test_old_modules_get_no_gradient_and_stay_bit_identical(name):
         if n in state_names:
             assert id(p) not in trainable, n
             assert p.grad is None or not p.grad.any(), n
-    if not (search and search.get("fit")):
+    if search is None or search.fit is None:
         fit(model, 3, strategy, train, val, CONFIG)
     for k, v in before_state.items():
         assert torch.equal(model.state_dict()[k], v), k  # weights and BatchNorm statistics
@@ -461,6 +463,6 @@ def test_ltg_search_history_by_hand(n, arch_loss, train_accuracy):
     model = strategy.prepare(model, {"kind": get_method("ltg").body_kind, "width": 4}, 2, 2, CPU)
     x, y = images(1, n=n)
     train = Batches(x, y, MEAN, STD, 16, CPU, shuffle=True, config=CONFIG, generator=torch.Generator().manual_seed(0))
-    search = strategy.search(model, 2, train, batches(1, seed=100, shuffle=False), CONFIG)
+    search = strategy.search(model, 2, train, batches(1, seed=100, shuffle=False), CONFIG).record
     assert search["history"] == [{"epoch": e, "arch_loss": pytest.approx(arch_loss, rel=1e-12),
                                   "train_accuracy": pytest.approx(train_accuracy, rel=1e-12)} for e in (0, 1)]

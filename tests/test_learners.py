@@ -163,7 +163,7 @@ def test_regularize_defaults_and_frozen_parts():
 def test_sample_ids_are_sorted_only_when_read_from_an_images_h5_path():
     from types import SimpleNamespace
 
-    from par.learners.job import sample_ids
+    from par.streams.tasks import sample_ids
 
     task = SimpleNamespace(dataset="d", indices=lambda split: np.array([5, 1, 3], dtype=np.int32))
     for images in ("images.h5", {"d": "images.h5"}):
@@ -185,8 +185,9 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
     import time
 
     from par.learners import job as task_module
+    from par.learners.context import SearchResult
     from par.learners.strategies import Finetune
-    from par.learners.job import sample_ids
+    from par.streams.tasks import sample_ids
     from par.nets.model import count_parameters
     from par.training import FitResult
 
@@ -247,7 +248,7 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
                                    device=cpu, **kwargs)
         return model, record, time.perf_counter() - start
 
-    first = Recorder({"tried": 2}, {"modules": ["new"]})
+    first = Recorder(SearchResult({"tried": 2}), {"modules": ["new"]})
     model1, record, wall = run(first, 1, None)            # seed omitted: 0
     seen, context = first.seen, first.seen["context"]
     assert seen["device"] == cpu and seen["model"] is model1 and spied["compiled"] == [model1]
@@ -276,7 +277,7 @@ def test_learn_task_hands_the_strategy_its_task_and_records_it(stream, cifar10_a
                         f"after task 1: test accuracy on task 1 = {record['test_accuracy']['1']:.4f}"]
 
     trained = FitResult(0.25, 3, 4, [{"val_accuracy": 0.25}])
-    second = Recorder({"tried": 3, "fit": trained}, {"modules": ["reuse"]})
+    second = Recorder(SearchResult({"tried": 3}, fit=trained), {"modules": ["reuse"]})
     model2, record2, _ = run(second, 2, model1, seed=5)
     assert second.seen["context"].seed == 5
     assert (record2["val_accuracy"], record2["best_epoch"], record2["epochs_run"], record2["history"]) == \

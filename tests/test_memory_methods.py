@@ -19,7 +19,8 @@ from par.streams.spec import build_stream
 from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
-from par.learners.job import TaskContext, sample_ids
+from par.learners.context import TaskContext
+from par.streams.tasks import sample_ids
 from par.nets.model import load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 import torchvision.transforms.v2.functional as TF
 
-from par.learners.strategies import Finetune, Regularize, RegularizeHead, lwf_soft_cross_entropy
+from par.learners.distillation import Regularize, lwf_soft_cross_entropy
+from par.learners.strategies import Finetune, RegularizeHead
 from par.nets.model import MultiHeadModel
 from par.training import (Batches, TrainConfig, augment_batch, augmentation_parameters, autocast, evaluate, fit,
                           to_float_images)

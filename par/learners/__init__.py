@@ -1,13 +1,13 @@
 """Learners: strategies (how one task is learned) and methods (how tasks chain).
 
 The workflow reads methods and strategies' traits while it is parsed, which
-must not import torch (issue 8): :func:`learn_task` (torch) is imported on
+must not import torch (the workflow must start fast): :func:`learn_task` (torch) is imported on
 first access (PEP 562).
 """
 from par.learners.methods import METHODS, Method, get_method, register_method
 from par.learners.strategies import STRATEGIES, Strategy, get_strategy, register_strategy
 # Strategies and methods in their own modules register on import (docs/spec.md §10).
-from par.learners import growing, hat, memory  # noqa: F401,E402  (pn, ltg, mntdp-*; hat; er, agem)
+from par.learners import distillation, growing, hat, ltg, memory, mntdp, penalties  # noqa: F401,E402
 
 __all__ = ["METHODS", "Method", "get_method", "register_method", "STRATEGIES", "Strategy", "get_strategy",
            "register_strategy", "learn_task"]

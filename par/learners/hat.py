@@ -39,7 +39,7 @@ from par.learners.strategies import Strategy, register_strategy
 if TYPE_CHECKING:
     import torch
 
-    from par.learners.job import TaskContext
+    from par.learners.context import TaskContext
     from par.nets.model import MultiHeadModel
 
 log = logging.getLogger(__name__)

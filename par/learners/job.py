@@ -1,85 +1,67 @@
-"""Learning one task of a chain: the body of a learn-task job."""
+"""Learning one task of a chain: the body of a learn-task job, in four named steps.
+
+:func:`learn_task` runs :func:`prepare_task` (the strategy, the model, the
+task's batches), :func:`search_or_fit` (the strategy's search step, then the
+shared training loop unless the search already trained the network),
+:func:`evaluate_group` (test accuracy on every task of the group) and
+:func:`task_record` (the JSON-able record of the job).
+"""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 import torch
 
-from par.learners.strategies import get_strategy
+from par.learners.context import SearchResult, TaskContext
+from par.learners.strategies import Strategy, get_strategy
 from par.nets.model import MultiHeadModel, count_parameters
-from par.streams.tasks import Stream, task_data
-from par.training import Batches, TrainConfig, compile_body, evaluate_tasks, fit
+from par.streams.tasks import Stream, Task, sample_ids, task_data
+from par.training import Batches, FitResult, TrainConfig, compile_body, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TaskContext:
-    """What a strategy's ``bind`` hook may read about the task it learns.
+class PreparedTask:
+    """A task ready to learn: its number and :class:`par.streams.tasks.Task`, the
+    strategy (bound to the task), the model to train, the training and validation
+    batches, the parameter count before the task (0 without a predecessor) and the
+    job's start (``time.perf_counter()`` seconds)."""
 
-    ``train_ids``: (n,) int64 dataset sample ids (indices into the dataset's train
-    split) of the training images, aligned with ``train.images``; ``seed``: the
-    job's seed (memory draws are seeded from it, never from the order jobs run in).
-    """
-
-    stream: Stream
-    images: object
-    task: object
+    number: int
+    task: Task
+    strategy: Strategy
+    model: MultiHeadModel
     train: Batches
-    train_ids: np.ndarray
-    config: TrainConfig
-    device: torch.device
-    seed: int
+    val: Batches
+    n_params_before: int
+    start: float
 
 
-def sample_ids(images, task, split: str) -> np.ndarray:
-    """(n,) int64 dataset sample ids of ``task``'s ``split`` in the order
-    :func:`par.streams.tasks.task_data` returns its images: sorted when they are read
-    from an ``images.h5`` path (``par.streams.tasks.read_task_pixels``), as listed otherwise."""
-    source = images[task.dataset] if isinstance(images, dict) else images
-    idx = np.asarray(task.indices(split), dtype=np.int64)
-    return np.sort(idx) if isinstance(source, (str, Path)) else idx
+@dataclass
+class LearnedTask:
+    """What :func:`search_or_fit` did: the training loop's result, the search step's
+    result (None: no search), the search's and the whole learning's seconds
+    (from the job's start, so the search is part of it)."""
+
+    fit: FitResult
+    search: SearchResult | None
+    search_seconds: float
+    train_seconds: float
 
 
-def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
-               body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None = None,
-               device: torch.device = torch.device("cpu"), seed: int = 0,
-               eval_chunk: int = 100) -> tuple[MultiHeadModel, dict]:
-    """Learn task ``assignment["task"]`` with its strategy, then test the new state.
+def prepare_task(assignment: dict, stream: Stream, images, predecessor: MultiHeadModel | None,
+                 body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None,
+                 device: torch.device, seed: int) -> PreparedTask:
+    """The strategy named by ``assignment["strategy"]`` (with its options), the model
+    it prepares (new weights seeded by ``seed``, CPU RNG only), the task's training
+    batches (shuffled and augmented by a CPU generator seeded by ``seed``) and
+    validation batches, and the strategy bound to them (:class:`TaskContext`).
 
-    Parameters
-    ----------
-    assignment: ``task, group, strategy, predecessor, group_tasks, genotype_source``
-        (see :mod:`par.learners.methods`).
-    images: the decoded dataset (:class:`par.streams.datasets.ImageArrays`), or a mapping
-        dataset name → decoded dataset or ``images.h5`` path (multi-dataset streams).
-    predecessor: the predecessor's model (continued strategies) or None.
-    body_spec: spec of a fresh body (allocation, independent) or None.
-    strategy_options: keyword arguments per strategy name, e.g.
-        ``{"regularize": {"lwf_lambda": 1.0, "lwf_temperature": 2.0}}``.
-    eval_chunk: images per forward pass of validation and testing (an execution
-        setting, :func:`par.infra.devices.eval_batch_size`; changes no number).
-    seed: seeds the new weights (body, head) and a CPU generator for data order
-        and augmentation; the same seed gives the same numbers on the CPU.
-
-    A strategy with a ``search`` step (Learn to Grow, MNTDP) runs it first, timed
-    inside the job (``search_seconds``, part of ``seconds`` and so of T).
-
-    After training, the strategy's ``after_task`` hook sets ``model.carry``
-    (what the next task of the chain needs, e.g. EWC's Fisher), so a saved
-    state is all a successor job reads.
-
-    Returns the trained model and a JSON-able record: the assignment, test
-    accuracy (fraction) on every task of ``group_tasks``, best validation
-    accuracy, parameter count of the model (body + all its heads), seconds,
-    and the per-epoch history; for growing methods also ``architecture``,
-    ``n_params_added``, ``search``, ``search_seconds``, ``trained_in_search``.
-    """
+    Raises KeyError for an unknown strategy, ValueError when the strategy needs a
+    predecessor or body spec it does not get."""
     t = assignment["task"]
     task = stream.task(t)
     strategy = get_strategy(assignment["strategy"], **(strategy_options or {}).get(assignment["strategy"], {}))
@@ -101,22 +83,46 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
     strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), train_config,
                               device, seed))
+    return PreparedTask(t, task, strategy, model, train, val, n_before, start)
+
+
+def search_or_fit(prepared: PreparedTask, train_config: TrainConfig, eval_chunk: int) -> LearnedTask:
+    """Run the strategy's search step (LtG, MNTDP; docs/spec.md §10; timed), then the
+    shared loop (:func:`par.training.fit`) unless the search handed back the network
+    it trained, then the strategy's ``after_task`` hook, which sets ``model.carry``
+    (what the next task of the chain needs, e.g. EWC's Fisher)."""
+    p = prepared
     search_start = time.perf_counter()
-    search = strategy.search(model, t, train, val, train_config)  # LtG, MNTDP (docs/spec.md §10); None elsewhere
+    search = p.strategy.search(p.model, p.number, p.train, p.val, train_config)
     search_seconds = time.perf_counter() - search_start
-    searched_fit = search.pop("fit", None) if search is not None else None
-    result = searched_fit if searched_fit is not None else fit(model, t, strategy, train, val, train_config,
-                                                                          eval_chunk=eval_chunk)
-    model.carry = strategy.after_task(model, t, train)
-    train_seconds = time.perf_counter() - start
-    # Every tested task in one pass through the body (par.training.evaluate_tasks).
+    if search is not None and search.fit is not None:
+        result = search.fit
+    else:
+        result = fit(p.model, p.number, p.strategy, p.train, p.val, train_config, eval_chunk=eval_chunk)
+    p.model.carry = p.strategy.after_task(p.model, p.number, p.train)
+    return LearnedTask(result, search, search_seconds, time.perf_counter() - p.start)
+
+
+def evaluate_group(model: MultiHeadModel, stream: Stream, images, tasks: list[int], train_config: TrainConfig,
+               device: torch.device, eval_chunk: int) -> dict[int, float]:
+    """Test accuracy (fraction) of ``model`` on each of ``tasks``, every tested task in
+    one pass through the body (:func:`par.training.evaluate_tasks`)."""
     tests = {}
-    for u in assignment["group_tasks"]:
+    for u in tasks:
         x_test, y_test = task_data(images, stream.task(u), "test")
         tests[u] = Batches(x_test, y_test, *stream.normalisation(stream.task(u)), train_config.eval_batch_size, device)
-    test_accuracy = evaluate_tasks(model, tests, eval_chunk, train_config.amp)
-    for u, accuracy in test_accuracy.items():
-        log.info("after task %d: test accuracy on task %d = %.4f", t, u, accuracy)
+    return evaluate_tasks(model, tests, eval_chunk, train_config.amp)
+
+
+def task_record(assignment: dict, prepared: PreparedTask, learned: LearnedTask, test_accuracy: dict[int, float],
+                train_config: TrainConfig) -> dict:
+    """The job's JSON-able record: the assignment, ``test_accuracy`` (fraction, by task
+    number as a string), the best validation accuracy, ``n_params`` (body + all its
+    heads), ``n_carried``, ``seconds`` (the whole job), ``train_seconds``, the
+    per-epoch ``history`` and the strategy's own fields; for growing methods also
+    ``architecture``, ``n_params_added``, ``search`` (the search's record or None),
+    ``search_seconds`` and ``trained_in_search``."""
+    p, result, model = prepared, learned.fit, prepared.model
     record = {
         **assignment,
         "test_accuracy": {str(u): a for u, a in test_accuracy.items()},
@@ -125,16 +131,46 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
         "epochs_run": result.epochs_run,
         "n_params": count_parameters(model),
         "n_carried": sum(v.numel() for v in model.carry.values()),
-        "n_train": len(y_train),
+        "n_train": len(p.train.labels),
         "compiled": bool(train_config.compile),
-        **strategy.record_fields(model),
-        "seconds": time.perf_counter() - start,
-        "train_seconds": train_seconds,
+        **p.strategy.record_fields(model),
+        "seconds": time.perf_counter() - p.start,
+        "train_seconds": learned.train_seconds,
         "history": result.history,
     }
-    architecture = strategy.architecture(model, t)
+    architecture = p.strategy.architecture(model, p.number)
     if architecture is not None:  # growing methods (docs/spec.md §10): the task's modules and what they cost
-        record.update({"architecture": architecture, "n_params_added": record["n_params"] - n_before,
-                       "search": search, "search_seconds": search_seconds,
-                       "trained_in_search": searched_fit is not None})
-    return model, record
+        search = learned.search
+        record.update({"architecture": architecture, "n_params_added": record["n_params"] - p.n_params_before,
+                       "search": search.record if search is not None else None,
+                       "search_seconds": learned.search_seconds,
+                       "trained_in_search": search is not None and search.fit is not None})
+    return record
+
+
+def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHeadModel | None,
+               body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None = None,
+               device: torch.device = torch.device("cpu"), seed: int = 0,
+               eval_chunk: int = 100) -> tuple[MultiHeadModel, dict]:
+    """Learn task ``assignment["task"]`` with its strategy, then test the new state.
+
+    ``assignment``: ``task, group, strategy, predecessor, group_tasks, genotype_source``
+    (:mod:`par.learners.methods`).  ``images``: the decoded dataset, or a mapping dataset
+    name → decoded dataset or ``images.h5`` path.  ``predecessor``: the predecessor's model
+    (continued strategies) or None; ``body_spec``: spec of a fresh body (allocation,
+    independent) or None.  ``strategy_options``: keyword arguments per strategy name, e.g.
+    ``{"regularize": {"lwf_lambda": 1.0}}``.  ``seed`` seeds the new weights, the data order
+    and augmentation (the same seed gives the same numbers on the CPU).  ``eval_chunk``:
+    images per forward pass of validation and testing (changes no number).
+
+    Returns the trained model (``model.carry`` set, so a saved state is all a successor
+    job reads) and its record (:func:`task_record`).  Raises as :func:`prepare_task`.
+    """
+    prepared = prepare_task(assignment, stream, images, predecessor, body_spec, train_config, strategy_options,
+                            device, seed)
+    learned = search_or_fit(prepared, train_config, eval_chunk)
+    test_accuracy = evaluate_group(prepared.model, stream, images, assignment["group_tasks"], train_config, device,
+                               eval_chunk)
+    for u, accuracy in test_accuracy.items():
+        log.info("after task %d: test accuracy on task %d = %.4f", prepared.number, u, accuracy)
+    return prepared.model, task_record(assignment, prepared, learned, test_accuracy, train_config)

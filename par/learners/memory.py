@@ -42,7 +42,7 @@ from par.learners.strategies import Strategy, register_strategy
 if TYPE_CHECKING:
     import torch
 
-    from par.learners.job import TaskContext
+    from par.learners.context import TaskContext
     from par.nets.model import MultiHeadModel
 
 log = logging.getLogger(__name__)
@@ -223,8 +223,7 @@ class MemoryStrategy(Strategy):
     def bind(self, context: TaskContext) -> None:
         import torch
 
-        from par.streams.tasks import task_data
-        from par.learners.job import sample_ids
+        from par.streams.tasks import sample_ids, task_data
         from par.infra.seeds import job_seed
 
         self.batch_size = context.train.batch_size

@@ -5,13 +5,19 @@ says where the model comes from (fresh body or the predecessor's state), which
 parameters train, the modules' modes, and the loss.  LwF is "plain
 cross-entropy plus a distillation term", not a copy of the loop.
 
+This module holds the base class and PAR's own strategies with the plain
+baselines; the others live by topic: distillation (PAR's ``regularize``, the LwF
+baseline: :mod:`par.learners.distillation`), importance penalties (EWC, MAS,
+MAS-α: :mod:`par.learners.penalties`), memory (:mod:`par.learners.memory`), HAT
+(:mod:`par.learners.hat`), growing networks (:mod:`par.learners.growing`,
+:mod:`par.learners.ltg`, :mod:`par.learners.mntdp`).
+
 The workflow reads the strategies' traits (``fresh_body``, ``early_stopping``)
-while it is parsed, which must not import torch (issue 8): torch is imported
-inside the hooks, which only run in learn-task jobs.
+while it is parsed, which must not import torch (the workflow must start
+fast): torch is imported inside the hooks, which only run in learn-task jobs.
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from par.infra.registry import Registry
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from par.learners.context import SearchResult
     from par.nets.model import MultiHeadModel
 
 STRATEGIES = Registry("strategy")
@@ -91,7 +98,7 @@ class Strategy:
 
     def bind(self, context) -> None:
         """Called once by :func:`par.learners.job.learn_task` before training, with
-        the task's data (:class:`par.learners.job.TaskContext`): the stream, the
+        the task's data (:class:`par.learners.context.TaskContext`): the stream, the
         images, the training batches and their sample ids.  Memory methods (ER,
         A-GEM) read their earlier tasks' samples from it.  Default: nothing."""
 
@@ -113,12 +120,13 @@ class Strategy:
     def after_epoch(self, model: MultiHeadModel, task: int, epoch: int, record: dict) -> None:
         """After the epoch's validation, with its history row."""
 
-    def search(self, model: MultiHeadModel, task: int, train, val, config) -> dict | None:
+    def search(self, model: MultiHeadModel, task: int, train, val, config) -> SearchResult | None:
         """A per-task architecture search run before training, timed by the job and
-        counted in T (Learn to Grow, MNTDP; docs/spec.md §10).  Returns None (nothing searched)
-        or a JSON-able dict for the record; under the key ``fit`` it may hand back
-        the :class:`par.training.FitResult` of a network the search already trained
-        (then the job does not train again; the key is removed from the record)."""
+        counted in T (Learn to Grow, MNTDP; docs/spec.md §10).  Returns None (nothing
+        searched) or a :class:`par.learners.context.SearchResult`: its JSON-able
+        ``record`` goes to the learn record's ``search`` field; its ``fit``, when not
+        None, is the :class:`par.training.FitResult` of a network the search already
+        trained (then the job does not train again)."""
         return None
 
     def architecture(self, model: MultiHeadModel, task: int) -> dict | None:
@@ -158,79 +166,6 @@ class Finetune(Strategy):
     """Baseline: continue the one shared model, no constraint."""
 
 
-def lwf_soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                           temperature: float = 2.0, epsilon: float = 1e-5) -> torch.Tensor:
-    """LwF's modified cross-entropy (Li & Hoiem 2017), mean over the batch.
-
-    Both distributions are softmax then power 1/T, renormalised (= softmax(z/T));
-    the student's is smoothed by ``epsilon``/K and renormalised before the log,
-    as in the authors' code.  Logits: (n, K).  Returns a scalar.
-    """
-    import torch.nn.functional as F
-
-    student = F.softmax(student_logits / temperature, dim=1)
-    teacher = F.softmax(teacher_logits / temperature, dim=1)
-    student = student + epsilon / student.shape[1]
-    student = student / student.sum(1, keepdim=True)
-    return -(teacher * student.log()).sum(1).mean()
-
-
-def distillation_loss(model: MultiHeadModel, teacher: MultiHeadModel | None, task: int, old_tasks: list[int],
-                      x: "torch.Tensor", y: "torch.Tensor", *, temperature: float, weight: float):
-    """CE of the new head plus ``weight`` · Σ_old softCE(student, teacher) over ``old_tasks``
-    (LwF, Li & Hoiem 2017; paper Eq. 7–9), the teacher's features computed without
-    gradients.  Shared by PAR's ``regularize`` (λ) and the LwF baseline (c).
-    Returns (scalar loss, logits (n, K) of head ``task``)."""
-    import torch
-    import torch.nn.functional as F
-
-    features = model.body(x)
-    logits = model.head(task)(features)
-    loss = F.cross_entropy(logits, y)
-    if old_tasks:
-        with torch.no_grad():
-            teacher_features = teacher.body(x)
-        distill = sum(lwf_soft_cross_entropy(model.head(u)(features), teacher.head(u)(teacher_features), temperature)
-                      for u in old_tasks)
-        loss = loss + weight * distill
-    return loss, logits
-
-
-@register_strategy("regularize")
-class Regularize(Strategy):
-    """Join a group and learn with LwF (paper Sec. 3.2, Eq. 7–9; docs/spec.md §5).
-
-    A frozen copy of the group's model at the start of the task gives soft
-    targets for every earlier head of the group on each training batch:
-    loss = CE(new head) + λ · Σ_old softCE(student, teacher), temperature T.
-    Only the expert (body) and the new head train; the old heads are frozen
-    (authors' ``requires_grad_task``): no gradient, weight decay or momentum.
-    λ and T come from the config section ``lwf`` (not the LwF baseline's ``lwf_baseline``).
-    """
-
-    config_section = "lwf"
-    config_keys = {"lambda": "lwf_lambda", "temperature": "lwf_temperature"}
-
-    def __init__(self, lwf_lambda: float = 1.0, lwf_temperature: float = 2.0):
-        self.lwf_lambda = lwf_lambda
-        self.lwf_temperature = lwf_temperature
-        self.teacher: MultiHeadModel | None = None
-        self.old_tasks: list[int] = []
-
-    def start(self, model: MultiHeadModel, task: int) -> None:
-        self.old_tasks = [t for t in model.tasks if t != task]
-        self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        for u in self.old_tasks:
-            model.head(u).requires_grad_(False)
-
-    def parameters(self, model: MultiHeadModel, task: int) -> Iterable[nn.Parameter]:
-        return [*model.body.parameters(), *model.head(task).parameters()]
-
-    def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        return distillation_loss(model, self.teacher, task, self.old_tasks, x, y,
-                                 temperature=self.lwf_temperature, weight=self.lwf_lambda)
-
-
 @register_strategy("regularize-head")
 class RegularizeHead(Strategy):
     """Join a group but train only the new head; the expert is frozen with its
@@ -246,166 +181,3 @@ class RegularizeHead(Strategy):
     def set_mode(self, model: MultiHeadModel, task: int) -> None:
         model.eval()
         model.head(task).train()
-
-
-# ---- regularization baselines (docs/spec.md §7): one shared model, a penalty or distillation term ----
-
-@register_strategy("lwf")
-class LwF(Strategy):
-    """LwF baseline (Li & Hoiem 2017; authors' ``src/approaches/lwf.py``).
-
-    Continues the one shared model; a frozen copy of it at the start of the task
-    (eval mode) gives soft targets for every earlier head on each training batch:
-    loss = CE(new head) + c · Σ_old softCE(student, teacher), temperature T
-    (:func:`lwf_soft_cross_entropy`).  Unlike PAR's ``regularize``, the old heads
-    train too (the authors' baseline updates every parameter).  Carries nothing.
-    """
-
-    config_section = "lwf_baseline"
-    config_keys = {"c": "c", "temperature": "temperature"}
-
-    def __init__(self, c: float = 2.0, temperature: float = 2.0):  # authors' lwf.sh: c_lwf 2; lwf.py: T 2
-        self.c = c
-        self.temperature = temperature
-        self.teacher: MultiHeadModel | None = None
-        self.old_tasks: list[int] = []
-
-    def start(self, model: MultiHeadModel, task: int) -> None:
-        self.old_tasks = [t for t in model.tasks if t != task]
-        self.teacher = copy.deepcopy(model).eval().requires_grad_(False) if self.old_tasks else None
-
-    def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        return distillation_loss(model, self.teacher, task, self.old_tasks, x, y,
-                                 temperature=self.temperature, weight=self.c)
-
-
-class ImportancePenalty(Strategy):
-    """Continue the shared model with loss = CE(new head) + λ · ½ Σ_i Ω_i (θ_i − θ*_i)²
-    (:func:`par.learners.regularizers.quadratic_penalty`): θ* = the predecessor's
-    parameters (its body and heads), Ω = the running mean over the chain's tasks
-    of the per-task importance estimated after each task (:meth:`estimate`).
-
-    Carries ``importance.<parameter name>`` tensors (one float per parameter of
-    the model after the task); the anchor is the predecessor state itself.
-    Raises ValueError when a predecessor state carries no importance.
-    """
-
-    config_keys = {"lambda": "penalty_lambda"}
-
-    def __init__(self, penalty_lambda: float):
-        self.penalty_lambda = penalty_lambda
-        self.importance: dict[str, torch.Tensor] = {}
-        self.anchor: dict[str, torch.Tensor] = {}
-
-    def estimate(self, model: MultiHeadModel, task: int, train) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def start(self, model: MultiHeadModel, task: int) -> None:
-        device = next(model.parameters()).device
-        self.importance = {n[len("importance."):]: v.to(device) for n, v in model.carry.items()
-                           if n.startswith("importance.")}
-        if not self.importance and len(model.tasks) > 1:
-            raise ValueError(f"{self.name}: the predecessor state carries no parameter importance "
-                             f"(was it learned by {self.name}?)")
-        self.anchor = {n: p.detach().clone() for n, p in model.named_parameters() if n in self.importance}
-
-    def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        import torch.nn.functional as F
-
-        from par.learners import regularizers
-
-        logits = model(x, task)
-        loss = F.cross_entropy(logits, y)
-        if self.importance:
-            loss = loss + self.penalty_lambda * regularizers.quadratic_penalty(model, self.importance, self.anchor)
-        return loss, logits
-
-    def after_task(self, model: MultiHeadModel, task: int, train) -> dict[str, torch.Tensor]:
-        from par.learners import regularizers
-
-        new = self.estimate(model, task, train)
-        merged = regularizers.running_mean(self.importance, new, len(model.tasks) - 1)
-        return {f"importance.{n}": v.detach().cpu() for n, v in merged.items()}
-
-
-@register_strategy("ewc")
-class EWC(ImportancePenalty):
-    """EWC baseline (Kirkpatrick et al. 2017; authors' ``src/approaches/ewc.py``):
-    Ω = diagonal empirical Fisher on the task's training batches
-    (:func:`par.learners.regularizers.empirical_fisher`)."""
-
-    config_section = "ewc"
-
-    def __init__(self, penalty_lambda: float = 3000.0):  # authors' ewc.sh: lamb_ewc 3000
-        super().__init__(penalty_lambda)
-
-    def estimate(self, model, task, train):
-        from par.learners import regularizers
-
-        return regularizers.empirical_fisher(model, task, train, train.batch_size)
-
-
-@register_strategy("mas")
-class MAS(ImportancePenalty):
-    """MAS baseline (Aljundi et al. 2018; authors' ``src/approaches/mas.py``):
-    Ω = sensitivity of the squared logits on the task's training batches
-    (:func:`par.learners.regularizers.mas_importance`, ``importance`` estimate)."""
-
-    config_section = "mas"
-    config_keys = {"lambda": "penalty_lambda", "importance": "importance"}
-    keys_without_predecessor = ("importance",)
-
-    def __init__(self, penalty_lambda: float = 300.0, importance: str = "authors"):  # authors' mas.sh: c_mas 300
-        super().__init__(penalty_lambda)
-        self.importance_estimate = importance
-
-    def estimate(self, model, task, train):
-        from par.learners import regularizers
-
-        return regularizers.mas_importance(model, task, train, train.batch_size, self.importance_estimate)
-
-
-@register_strategy("mas-alpha")
-class MASAlpha(Strategy):
-    """MAS with α-scaling (``paper/mas-alpha-scaling.md``): loss = CE(new head) +
-    Σ_t α_t · ½ Σ_i Ω_ti (θ_i − θ*_ti)² over the earlier tasks t, each with its
-    own MAS importance Ω_t and anchor θ*_t (the model after t), α_t chosen so
-    Σ_i α_t Ω_ti is equal across tasks and Σ_t α_t = λ.  With one earlier task
-    this is exactly ``mas`` with c = λ.  Carries the constant-size sum
-    (:class:`par.learners.regularizers.AlphaScaledQuadratic`): ``weight.*`` and
-    ``centre.*`` per parameter and three scalars.
-    """
-
-    config_section = "mas_alpha"
-    config_keys = {"lambda": "alpha_sum", "importance": "importance"}
-    keys_without_predecessor = ("importance",)
-
-    def __init__(self, alpha_sum: float = 300.0, importance: str = "authors"):  # λ = MAS's c (authors' mas.sh)
-        self.alpha_sum = alpha_sum
-        self.importance_estimate = importance
-        self.quadratic = None  # par.learners.regularizers.AlphaScaledQuadratic, set by start()
-
-    def start(self, model: MultiHeadModel, task: int) -> None:
-        from par.learners import regularizers
-
-        device = next(model.parameters()).device
-        self.quadratic = regularizers.AlphaScaledQuadratic.from_carry(model.carry).to(device)
-        if self.quadratic.n_tasks == 0 and len(model.tasks) > 1:
-            raise ValueError("mas-alpha: the predecessor state carries no importance (was it learned by mas-alpha?)")
-
-    def loss(self, model: MultiHeadModel, task: int, x: torch.Tensor, y: torch.Tensor):
-        import torch.nn.functional as F
-
-        logits = model(x, task)
-        loss = F.cross_entropy(logits, y)
-        if self.quadratic.n_tasks:
-            loss = loss + self.quadratic.penalty(model, self.alpha_sum)
-        return loss, logits
-
-    def after_task(self, model: MultiHeadModel, task: int, train) -> dict[str, torch.Tensor]:
-        from par.learners import regularizers
-
-        importance = regularizers.mas_importance(model, task, train, train.batch_size, self.importance_estimate)
-        anchor = {n: p.detach() for n, p in model.named_parameters()}
-        self.quadratic.add_task(importance, anchor)
-        return self.quadratic.to_carry()

@@ -144,3 +144,13 @@ def task_data(images, task: Task, split: str) -> tuple["torch.Tensor", "torch.Te
 
     pixels, labels = task_pixels(images, task, split)
     return torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(labels)
+
+
+def sample_ids(images, task: Task, split: str) -> np.ndarray:
+    """(n,) int64 dataset sample ids (indices into the split the images come from)
+    of ``task``'s ``split``, in the order :func:`task_data` returns its images:
+    sorted when they are read from an ``images.h5`` path (:func:`read_task_pixels`),
+    as listed in the task otherwise.  ``images`` as for :func:`task_pixels`."""
+    source = images[task.dataset] if isinstance(images, dict) else images
+    idx = np.asarray(task.indices(split), dtype=np.int64)
+    return np.sort(idx) if isinstance(source, (str, Path)) else idx
