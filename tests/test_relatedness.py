@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from par.infra.provenance import provenance_json, read_provenance
-from par.relatedness.distances import (class_prototypes, distance_matrix, load_prototypes, nearest_prototype_kl,
-                             per_class_log_ratios, prototype_weights, save_prototypes)
+from par.relatedness.distances import (class_prototypes, distance_matrix, load_distances, load_prototypes,
+                                       nearest_prototype_kl, per_class_log_ratios, prototype_weights, save_prototypes)
 
 # New task i: class 0 at (0,0), (2,0) -> prototype (1,0); class 1 at (0,4), (0,6) -> prototype (0,5).
 FEATURES = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
@@ -163,3 +163,22 @@ def test_distance_matrix_diagonal_is_zero_for_tiny_nearly_coincident_prototypes(
     protos = class_prototypes(f, lab, 2)
     assert nearest_prototype_kl(f, lab, protos, protos, clamp_per_class=False) == 0.0
     assert distance_matrix([f], [lab], [protos], clamp_per_class=False)[0, 0] == 0.0
+
+
+def test_load_distances_rebuilds_the_matrix_the_distances_rule_writes(tmp_path):
+    """The Parquet rows (i, j, kl) back to D[i − 1, j − 1]; unlisted pairs are 0; n from the
+    file or given; a task number outside 1…n is an error naming the file."""
+    import pandas as pd
+
+    from par.infra import schemas
+    from par.infra.io import write_parquet
+
+    path = tmp_path / "distances.parquet"
+    rows = [{"i": 1, "j": 2, "kl": 0.5}, {"i": 3, "j": 1, "kl": 2.25}, {"i": 2, "j": 3, "kl": -1.0}]
+    write_parquet(path, pd.DataFrame(rows), schemas.DISTANCES)
+    expected = np.array([[0.0, 0.5, 0.0], [0.0, 0.0, -1.0], [2.25, 0.0, 0.0]])
+    matrix = load_distances(path)
+    assert matrix.dtype == np.float64 and np.array_equal(matrix, expected)
+    assert np.array_equal(load_distances(path, 4), np.pad(expected, ((0, 1), (0, 1))))
+    with pytest.raises(ValueError, match=r"distances.parquet: task numbers 1…3 are not all within 1…2"):
+        load_distances(path, 2)

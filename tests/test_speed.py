@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from par.nets.cells import DARTS_V2
-from par.infra.devices import eval_batch_size, tune_cpu_allocator
+from par.infra.devices import eval_batch_size, job_device, tune_cpu_allocator
 from par.learners.strategies import Finetune
 from par.nets.model import MultiHeadModel
 from par.training import Batches, TrainConfig, compile_body, evaluate, evaluate_tasks, fit, to_float_images
@@ -79,6 +79,25 @@ def test_cpu_allocator_setting_changes_no_number(cifar10_arrays):
     assert tune_cpu_allocator()            # glibc (the CI image); False elsewhere
     after = one_epoch()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_job_device_sets_threads_at_once_and_claims_the_device_when_entered():
+    """The workflow's job preamble: torch's threads set by the call, the device by entering
+    the returned context (config keys device, gpu_slots_per_device, cudnn_benchmark)."""
+    threads = torch.get_num_threads()
+    config = {"device": "cpu", "gpu_slots_per_device": 1, "cudnn_benchmark": False}
+    try:
+        slot = job_device(config, 1, tune_allocator=False)
+        assert torch.get_num_threads() == 1
+        with slot as device:
+            assert device == torch.device("cpu")
+        with pytest.raises(ValueError, match="device must be auto, cpu or cuda, not 'gpu'"):
+            with job_device({**config, "device": "gpu"}, 1, tune_allocator=False):
+                pass
+        with pytest.raises(KeyError, match="gpu_slots_per_device"):
+            job_device({"device": "cpu", "cudnn_benchmark": False}, 1)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_eval_batch_size_per_device():

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import torch
 
@@ -129,3 +129,18 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} {torch.cuda.get_device_name(device)}"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def job_device(config: dict, threads: int, *, tune_allocator: bool = True) -> ContextManager[torch.device]:
+    """The compute set-up every torch job of the workflow starts with: torch uses
+    ``threads`` CPU threads (the rule's ``threads``), the CPU allocator is tuned
+    (:func:`tune_cpu_allocator`, unless ``tune_allocator`` is False), both at once; returns
+    the not yet entered :func:`acquire_device` context for the config keys ``device``,
+    ``gpu_slots_per_device`` and ``cudnn_benchmark``, so a job reads its inputs before it
+    claims a GPU slot.  Raises KeyError naming a missing config key, ValueError for a
+    bad ``device`` (when entered)."""
+    torch.set_num_threads(threads)
+    if tune_allocator:
+        tune_cpu_allocator()  # where memory comes from, not a number
+    return acquire_device(config["device"], slots_per_gpu=config["gpu_slots_per_device"],
+                          cudnn_benchmark=config["cudnn_benchmark"])

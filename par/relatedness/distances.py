@@ -146,3 +146,24 @@ def load_prototypes(path) -> dict[int, np.ndarray]:
     Raises :class:`par.infra.io.CorruptFileError` naming the file when it is unreadable."""
     with read_hdf5(path) as f:
         return {int(name[len("task"):]): f[name]["prototypes"][...] for name in f}
+
+
+def load_distances(path, n_tasks: int | None = None) -> np.ndarray:
+    """The (n, n) float64 matrix D[i − 1, j − 1] = KL̂(q_i‖q_j) (Eq. 4) from a distances
+    Parquet file (columns ``i``, ``j``, ``kl``: :data:`par.infra.schemas.DISTANCES`);
+    pairs the file does not list are 0.  ``n_tasks``: n (default: the largest task
+    number in the file).
+
+    Raises :class:`par.infra.io.CorruptFileError` when the file is unreadable and
+    ValueError when a task number is outside 1…n."""
+    from par.infra.io import read_parquet
+
+    frame = read_parquet(path)
+    largest = int(max(frame.i.max(), frame.j.max())) if len(frame) else 0
+    n = largest if n_tasks is None else n_tasks
+    if len(frame) and (min(frame.i.min(), frame.j.min()) < 1 or largest > n):
+        raise ValueError(f"{path}: task numbers {int(min(frame.i.min(), frame.j.min()))}…{largest} "
+                         f"are not all within 1…{n}")
+    distances = np.zeros((n, n))
+    distances[frame.i - 1, frame.j - 1] = frame.kl
+    return distances

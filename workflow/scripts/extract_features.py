@@ -1,7 +1,5 @@
 """Rule extract_features: frozen ResNet18 features of one task's distance split."""
-import torch
-
-from par.infra.devices import acquire_device, describe
+from par.infra.devices import describe, job_device
 from par.relatedness.extractor import TaskFeatures, build_extractor, extract_features, save_features, weights_provenance
 from par.infra.io import read_json
 from par.infra.logs import job_log
@@ -9,15 +7,14 @@ from par.infra.provenance import provenance, read_provenance
 from par.streams.tasks import read_task_pixels, task_from_json
 
 with job_log(snakemake.log[0]) as log:
-    torch.set_num_threads(snakemake.threads)
+    device_slot = job_device(snakemake.config, snakemake.threads, tune_allocator=False)  # GPU slot below
     task = task_from_json(read_json(snakemake.input.task))
     split = snakemake.params.split
     ids = task.indices(split)
     pixels, labels = read_task_pixels(snakemake.input.images, task, split)
     weights = weights_provenance(snakemake.params.weights, snakemake.params.weights_seed)
     model = build_extractor(snakemake.params.weights, snakemake.params.weights_seed)
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
-                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
+    with device_slot as device:
         log.info("extracting %d %s images of task %d on %s with %s", len(ids), split, task.number,
                  describe(device), weights)
         features = extract_features(model, pixels, task.mean, task.std,

@@ -1,10 +1,8 @@
 """Rule learn_task: learn one task from its predecessor's state, test the new state."""
-import torch
-
 from pathlib import Path
 
 from par.nets.cells import genotype_json
-from par.infra.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
+from par.infra.devices import describe, eval_batch_size, job_device
 from par.infra.io import read_json, write_json
 from par.learners import STRATEGIES, learn_task
 from par.infra.logs import job_log
@@ -15,8 +13,7 @@ from par.streams.tasks import Stream, task_from_json
 from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
-    torch.set_num_threads(snakemake.threads)
-    tune_cpu_allocator()  # where memory comes from, not a number (par.infra.devices)
+    device_slot = job_device(snakemake.config, snakemake.threads)  # threads, CPU allocator; GPU slot below
     assignment = snakemake.params.assignment
     strategy = snakemake.params.strategy
     w = snakemake.wildcards
@@ -32,8 +29,7 @@ with job_log(snakemake.log[0]) as log:
     options = {name: STRATEGIES[name].options_from_config(strategy["options"])} if "options" in strategy else {}
     # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
     images = {Path(p).parent.name: p for p in snakemake.input.images}
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
-                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
+    with device_slot as device:
         log.info("%s: task %d, %s, predecessor %s, on %s", snakemake.wildcards.run, assignment["task"],
                  assignment["strategy"], assignment["predecessor"], describe(device))
         seed = job_seed(stream.seed, "learn", assignment["task"])

@@ -1,17 +1,13 @@
 """Checkpoint plan: task groups and a strategy per task (docs/spec.md §3)."""
-import numpy as np
-
-from par.infra.io import parquet_metadata, read_json, read_parquet, write_json
+from par.infra.io import parquet_metadata, read_json, write_json
 from par.infra.logs import job_log
 from par.planning import PlanSettings, plan_tasks
 from par.infra.provenance import provenance, read_provenance
+from par.relatedness.distances import load_distances
 
 with job_log(snakemake.log[0]) as log:
     tasks = sorted((read_json(p) for p in snakemake.input.tasks), key=lambda t: t["task"])
-    n = len(tasks)
-    frame = read_parquet(snakemake.input.distances)
-    distances = np.zeros((n, n))
-    distances[frame.i - 1, frame.j - 1] = frame.kl
+    distances = load_distances(snakemake.input.distances, len(tasks))
     # The seed of the stream also seeds the sampled coarse-level search (coarse_search: sample).
     settings = PlanSettings.from_config(snakemake.params.planning, snakemake.params.zero_is_far)
     decisions = plan_tasks(distances, [t["n_train"] for t in tasks], settings, seed=int(snakemake.wildcards.seed))

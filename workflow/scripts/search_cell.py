@@ -1,7 +1,5 @@
 """Rule search_cell: MDL search of a cell for one allocate-search task (docs/spec.md §4)."""
-import torch
-
-from par.infra.devices import acquire_device, describe, eval_batch_size, tune_cpu_allocator
+from par.infra.devices import describe, eval_batch_size, job_device
 from par.infra.io import read_json, write_json
 from par.infra.logs import job_log
 from par.search.mdl import SearchConfig, search_cell
@@ -10,14 +8,12 @@ from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import task_data, task_from_json
 
 with job_log(snakemake.log[0]) as log:
-    torch.set_num_threads(snakemake.threads)
-    tune_cpu_allocator()  # where memory comes from, not a number (par.infra.devices)
+    device_slot = job_device(snakemake.config, snakemake.threads)  # threads, CPU allocator; GPU slot below
     task = task_from_json(read_json(snakemake.input.task))
     images, labels = task_data({task.dataset: snakemake.input.images}, task, "train")
     config = SearchConfig(**snakemake.params.search)
     # result.seconds is measured by search_cell, inside acquire_device: waiting for a GPU slot is not in T.
-    with acquire_device(snakemake.config["device"], slots_per_gpu=snakemake.config["gpu_slots_per_device"],
-                        cudnn_benchmark=snakemake.config["cudnn_benchmark"]) as device:
+    with device_slot as device:
         log.info("searching a cell for task %d (%d images) on %s", task.number, len(labels), describe(device))
         seed = job_seed(int(snakemake.wildcards.seed), "search", task.number)
         seed_everything(seed)

@@ -2,11 +2,10 @@
 the report's figures and pages of every run (distances, plans, accuracy matrices)."""
 from pathlib import Path
 
-import numpy as np
-
 from par.infra import schemas
 from par.infra.io import atomic_path, read_json, read_parquet, write_parquet
 from par.infra.logs import job_log
+from par.relatedness.distances import load_distances
 from par.results.plots import accuracy_heatmap, ap_vs_parameters, distance_heatmap, task_label
 from par.infra.provenance import provenance, provenance_json, read_provenance
 from par.results.tables import (aggregate_html, aggregate_markdown, aggregate_table, plan_html, summary_html,
@@ -35,12 +34,9 @@ with job_log(snakemake.log[0]) as log:
         tasks = [read_json(next(task_files)) for _ in range(p.n_tasks[bench])]
         labels[bench, seed] = {t["task"]: task_label(t, t.get("dataset", ""), max_names=3) for t in tasks}
     for (bench, seed), table, figure in zip(p.seeds, snakemake.input.distances, snakemake.output.distance_figures):
-        frame = read_parquet(table)
-        n = p.n_tasks[bench]
-        matrix = np.zeros((n, n))
-        matrix[frame.i - 1, frame.j - 1] = frame.kl
+        matrix = load_distances(table, p.n_tasks[bench])
         distance_heatmap(matrix, figure, f"{bench}, seed {seed}: task distances KL(q_i ‖ q_j), Eq. 4",
-                         [labels[bench, seed][t] for t in range(1, n + 1)])
+                         [labels[bench, seed][t] for t in range(1, p.n_tasks[bench] + 1)])
     for (bench, seed, run), path, page in zip(p.plan_runs, snakemake.input.plans, snakemake.output.plan_tables):
         pages.append((page, plan_html(read_json(path), labels[bench, seed])))
     for (bench, seed, run), path, figure in zip(p.runs, snakemake.input.accuracy, snakemake.output.accuracy_figures):
