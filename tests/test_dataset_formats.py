@@ -18,7 +18,8 @@ from PIL import Image
 
 from conftest import REPO, SHARED_DATA
 from par.streams import datasets
-from par.streams.datasets import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
+from par.streams.datasets import catalog
+from par.streams.datasets.catalog import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
                           locate_source, register_image_folder, save_images)
 
 MNIST_ARCHIVE = SHARED_DATA / "mnist-t10k-png.tar.gz"
@@ -91,7 +92,7 @@ def stripes(size_wh, colours, vertical=True):
 # ---- import stays light ---------------------------------------------------------------------
 
 def test_importing_datasets_does_not_import_torch():
-    code = ("import sys, par.streams.datasets; "
+    code = ("import sys, par.streams.datasets.catalog; "
             "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
 
@@ -100,11 +101,11 @@ def test_download_addresses_are_torchvisions():
     assert datasets.cifar._CIFAR["cifar10"][1:] == (tvd.CIFAR10.base_folder, tvd.CIFAR10.filename, tvd.CIFAR10.url)
     assert datasets.cifar._CIFAR["cifar100"][1:] == (tvd.CIFAR100.base_folder, tvd.CIFAR100.filename, tvd.CIFAR100.url)
     for name, (cls, url) in datasets.mnist._MNIST_LIKE.items():
-        assert [f + ".gz" for f in datasets.MNIST_RAW_FILES] == [r[0] for r in getattr(tvd, cls).resources]
+        assert [f + ".gz" for f in catalog.MNIST_RAW_FILES] == [r[0] for r in getattr(tvd, cls).resources]
         assert url == getattr(tvd, cls).mirrors[0] + "train-images-idx3-ubyte.gz"
     assert datasets.svhn.SVHN_FILES == (tvd.SVHN.split_list["train"][1], tvd.SVHN.split_list["test"][1])
     assert DATASETS["svhn"].download_url == tvd.SVHN.split_list["train"][0]
-    assert datasets.dtd.DTD_URL == tvd.DTD._URL and datasets.dtd.DTD_URL.endswith(datasets.DTD_ARCHIVE)
+    assert datasets.dtd.DTD_URL == tvd.DTD._URL and datasets.dtd.DTD_URL.endswith(catalog.DTD_ARCHIVE)
 
 
 # ---- CIFAR-10 / CIFAR-100 (torchvision's python pickles) -------------------------------------
@@ -142,7 +143,7 @@ def test_cifar10_pickles(tmp_path, md5_is_existence):
 
 def test_cifar100_pickles_give_coarse_labels(tmp_path, md5_is_existence):
     rng = np.random.default_rng(1)
-    fine_to_coarse, fine_names, coarse_names = datasets.cifar100_coarse_table()
+    fine_to_coarse, fine_names, coarse_names = catalog.cifar100_coarse_table()
     train_fine, test_fine = list(range(100)), [0, 1, 99, 54]
     write_cifar_pickles(
         tmp_path / "cifar-100-python",
@@ -160,7 +161,7 @@ def test_cifar100_pickles_give_coarse_labels(tmp_path, md5_is_existence):
 
 
 def test_coarse_table_is_the_standard_superclass_assignment():
-    fine_to_coarse, fine_names, coarse_names = datasets.cifar100_coarse_table()
+    fine_to_coarse, fine_names, coarse_names = catalog.cifar100_coarse_table()
     assert fine_names == sorted(fine_names) and len(set(fine_names)) == 100   # CIFAR-100 label order
     assert coarse_names[9] == "large_man-made_outdoor_things" and coarse_names[18] == "vehicles_1"
     ctrl = {k.replace("medium-sized", "medium").replace(" ", "_"): v for k, v in CTRL_CIFAR100.items()}
@@ -170,7 +171,7 @@ def test_coarse_table_is_the_standard_superclass_assignment():
 
 
 def test_cifar100_image_folder_uses_the_coarse_table(tmp_path):
-    _, fine_names, _ = datasets.cifar100_coarse_table()
+    _, fine_names, _ = catalog.cifar100_coarse_table()
     for split in ("train", "test"):
         for i, name in enumerate(fine_names):
             (tmp_path / "cifar100-jpg" / split / name).mkdir(parents=True)
@@ -299,7 +300,7 @@ def test_dtd_resized_and_center_cropped_as_ctrl(tmp_path):
 def test_dtd_archive_and_extracted_folder_agree(tmp_path):
     write_dtd(tmp_path / "extracted" / "dtd")     # the archive extracted into data_root
     (tmp_path / "archived").mkdir()
-    with tarfile.open(tmp_path / "archived" / datasets.DTD_ARCHIVE, "w:gz") as tar:
+    with tarfile.open(tmp_path / "archived" / catalog.DTD_ARCHIVE, "w:gz") as tar:
         tar.add(tmp_path / "extracted" / "dtd", arcname="dtd")
     folder = locate_source("dtd", tmp_path / "extracted", probe_network=False)
     archive = locate_source("dtd", tmp_path / "archived", probe_network=False)
@@ -500,10 +501,10 @@ def test_user_folder_errors(tmp_path, registry):
     write_tree(tmp_path / "mine" / "b", ["y"], 1, size=(12, 10))
     with pytest.raises(DatasetUnavailable, match="expected 10x10"):
         decode(locate_source("mine", tmp_path, probe_network=False), tmp_path / "scratch")
-    shapes = datasets.register_image_folders({"f1": "a/b", "f2": {"path": "/c", "image_shape": [4, 4, 1]}})
+    shapes = catalog.register_image_folders({"f1": "a/b", "f2": {"path": "/c", "image_shape": [4, 4, 1]}})
     assert [(i.user_path, i.image_shape) for i in shapes] == [("a/b", None), ("/c", (4, 4, 1))]
     with pytest.raises(ValueError, match="needs a 'path'"):
-        datasets.register_image_folders({"f3": {"image_shape": [4, 4, 1]}})
+        catalog.register_image_folders({"f3": {"image_shape": [4, 4, 1]}})
     with pytest.raises(KeyError, match="known: .*fceleba"):
         locate_source("nope", tmp_path)
 
@@ -533,7 +534,7 @@ def test_builtin_folders_must_hold_the_datasets_classes_and_shape(tmp_path):
                  "small/iid", "no public download"]),
 ])
 def test_offline_message_names_what_to_place_where(tmp_path, monkeypatch, name, needles):
-    monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: False)
+    monkeypatch.setattr(datasets.sources, "url_reachable", lambda url, timeout_seconds=5.0: False)
     with pytest.raises(DatasetUnavailable) as err:
         locate_source(name, tmp_path / "nowhere")
     message = str(err.value)
@@ -541,7 +542,7 @@ def test_offline_message_names_what_to_place_where(tmp_path, monkeypatch, name, 
         assert needle in message, (needle, message)
     if DATASETS[name].download_url:
         assert "offline" in message
-        monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: True)
+        monkeypatch.setattr(datasets.sources, "url_reachable", lambda url, timeout_seconds=5.0: True)
         assert locate_source(name, tmp_path / "nowhere").kind == "download"
 
 
@@ -549,7 +550,7 @@ def test_offline_message_names_what_to_place_where(tmp_path, monkeypatch, name, 
 
 def test_cache_keeps_shapes_coarse_labels_and_old_readers(tmp_path):
     rng = np.random.default_rng(6)
-    a = datasets.ImageArrays(
+    a = catalog.ImageArrays(
         rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8), np.array([0, 1, 2, 1, 0]),
         rng.integers(0, 256, (2, 28, 28, 1), dtype=np.uint8), np.array([2, 2]), ["a", "b", "c"], "test",
         coarse_names=["ab", "c"], train_coarse_labels=np.array([0, 0, 1, 0, 0]), test_coarse_labels=np.array([1, 1]))
@@ -567,7 +568,7 @@ def test_cache_keeps_shapes_coarse_labels_and_old_readers(tmp_path):
     assert info.user_names == users and info.train_users.tolist() == [0, 9999, 5, 5, 0]
     assert info.coarse_names == ["ab", "c"] and info.image_shape == (28, 28, 1)
     with pytest.raises(ValueError, match="go together"):
-        datasets.ImageArrays(a.train_images, a.train_labels, a.test_images, a.test_labels, a.class_names, "x",
+        catalog.ImageArrays(a.train_images, a.train_labels, a.test_images, a.test_labels, a.class_names, "x",
                              coarse_names=["ab", "c"])
     with pytest.raises(ValueError, match="labels outside"):
-        datasets.ImageArrays(a.train_images, a.train_labels + 5, a.test_images, a.test_labels, a.class_names, "x")
+        catalog.ImageArrays(a.train_images, a.train_labels + 5, a.test_images, a.test_labels, a.class_names, "x")

@@ -6,7 +6,8 @@ import pytest
 
 from conftest import CIFAR10_CLASSES
 from par.streams import datasets
-from par.streams.datasets import DatasetUnavailable, decode, load_images, load_labels, locate_source, save_images
+from par.streams.datasets import catalog
+from par.streams.datasets.catalog import DatasetUnavailable, decode, load_images, load_labels, locate_source, save_images
 
 
 def test_image_folder_decodes_in_cifar_label_order(cifar10_arrays):
@@ -40,13 +41,13 @@ def test_source_lookup_order(tmp_path):
 
 
 def test_offline_and_missing_says_what_to_place_where(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: False)
+    monkeypatch.setattr(datasets.sources, "url_reachable", lambda url, timeout_seconds=5.0: False)
     with pytest.raises(DatasetUnavailable) as err:
         locate_source("cifar10", tmp_path / "nowhere")
     message = str(err.value)
     for needle in ("cifar10", "nowhere", "cifar-10-python.tar.gz", "cifar10-jpg.tar.gz", "data_root", "offline"):
         assert needle in message
-    monkeypatch.setattr(datasets.registry, "url_reachable", lambda url, timeout_seconds=5.0: True)
+    monkeypatch.setattr(datasets.sources, "url_reachable", lambda url, timeout_seconds=5.0: True)
     assert locate_source("cifar10", tmp_path).kind == "download"
 
 

@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 # tests/test_startup.py checks it).
 from par.paper.ablations import generated_runs, resolve_aliases
 from par.infra.config import ConfigError, check_run, relatedness_variant, run_settings, without_neutral_values
-from par.streams.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
+from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.infra.io import read_json
 from par.learners import get_method
 from par.learners.strategies import STRATEGIES

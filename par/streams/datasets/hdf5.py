@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from par.streams.datasets.registry import ImageArrays
+from par.streams.datasets.sources import ImageArrays
 from par.infra.io import atomic_path, read_hdf5
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from par.streams.datasets.registry import (ARCHIVE_SUFFIXES, DATASETS, IMAGE_EXTENSIONS, DatasetInfo, DatasetUnavailable,
+from par.streams.datasets.sources import (ARCHIVE_SUFFIXES, DATASETS, IMAGE_EXTENSIONS, DatasetInfo, DatasetUnavailable,
                                    DataSource, ImageArrays, Locator, Reader)
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from par.streams.datasets.registry import DataSource, DatasetInfo, DatasetUnavailable, ImageArrays
+from par.streams.datasets.sources import DataSource, DatasetInfo, DatasetUnavailable, ImageArrays
 from par.streams.datasets.image_folder import IMAGE_FOLDER_READERS, tree_locator, tree_placement
 
 
