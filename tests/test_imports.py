@@ -1,5 +1,7 @@
-"""The import graph of par/ has no cycles (issue 13): every import, at module level or
-inside a function, of one par module by another."""
+"""The import graph of par/: every import, at module level or inside a function, of one
+par module by another.  No cycles; the stage packages in layers, none importing a higher
+(or a sibling) layer; no two modules share a file name; package ``__init__.py`` files are
+empty (they are part of every code hash)."""
 import ast
 from pathlib import Path
 
@@ -62,3 +64,66 @@ def test_par_has_no_import_cycles():
     graph = import_graph()
     assert "par.streams.spec" in graph and "par.streams.tasks" in graph["par.streams.spec"]
     assert cycles(graph) == []
+
+
+# The packages of par/ in layers, lowest first, derived from the import graph: a package
+# imports only packages of strictly lower layers (infrastructure, then the stages of the
+# paper in the order their outputs are used).
+LAYERS = [
+    ["par.infra"],
+    ["par.streams", "par.nets", "par.planning"],
+    ["par.relatedness", "par.training"],
+    ["par.search", "par.learners"],
+    ["par.results"],
+    ["par.paper"],
+]
+
+
+def package(module: str) -> str:
+    """The stage package of a par module: ``par.learners.ltg`` → ``par.learners``,
+    ``par.planning`` → ``par.planning``; ``par`` itself → ``par``."""
+    return ".".join(module.split(".")[:2])
+
+
+def upward_imports(graph: dict[str, set[str]], layers: list[list[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs of different packages where the imported package is not
+    in a strictly lower layer; a package missing from ``layers`` is an error."""
+    layer = {p: i for i, names in enumerate(layers) for p in names}
+    bad = []
+    for a, targets in sorted(graph.items()):
+        for b in sorted(targets):
+            pa, pb = package(a), package(b)
+            if pa != pb and layer[pb] >= layer[pa]:
+                bad.append((a, b))
+    return bad
+
+
+def test_the_layer_checker_finds_upward_and_sibling_imports():
+    graph = {"par.a.x": {"par.b.y", "par.a.z"}, "par.a.z": set(), "par.b.y": {"par.c"}, "par.c": set()}
+    assert upward_imports(graph, [["par.c"], ["par.b"], ["par.a"]]) == []
+    assert upward_imports(graph, [["par.a"], ["par.b"], ["par.c"]]) == [("par.a.x", "par.b.y"), ("par.b.y", "par.c")]
+    assert upward_imports(graph, [["par.c"], ["par.a", "par.b"]]) == [("par.a.x", "par.b.y")]
+
+
+def test_par_packages_import_only_lower_layers():
+    graph = import_graph()
+    packages = {package(m) for m in graph} - {"par"}
+    assert packages == {p for names in LAYERS for p in names}, "a new package: give it a layer"
+    assert upward_imports(graph, LAYERS) == []
+
+
+def test_no_two_modules_share_a_file_name():
+    names = {}
+    for path in PAR.rglob("*.py"):
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(str(path.relative_to(PAR.parent)))
+    assert {n: paths for n, paths in names.items() if len(paths) > 1} == {}
+
+
+def test_package_init_files_are_empty():
+    """Every package's ``__init__.py`` is empty: part of every module's code hash, so code in
+    one would re-run every job; ``par/learners/__init__.py`` registers the learners."""
+    inits = sorted(PAR.rglob("__init__.py"))
+    assert len(inits) >= 10
+    assert [str(p.relative_to(PAR.parent)) for p in inits
+            if p.read_text().strip() and p != PAR / "learners" / "__init__.py"] == []
