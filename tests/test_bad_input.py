@@ -1,4 +1,4 @@
-"""Bad input stops before any job with one line naming stream, task, key or path (issue 16):
+"""Bad input stops before any job with one line naming stream, task, key or path:
 each case is a dry-run of the real workflow that must fail while parsing, with no Python
 traceback of the library and no job scheduled."""
 from __future__ import annotations

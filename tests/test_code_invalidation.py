@@ -1,6 +1,5 @@
-"""A change of library code re-runs exactly the jobs that execute it (issue 5),
-every output records its provenance, and parsing the workflow imports no torch
-(issue 8).
+"""A change of library code re-runs exactly the jobs that execute it,
+every output records its provenance, and parsing the workflow imports no torch.
 
 The workflow tests run a copy of the repository (Snakefile, workflow/, par/,
 config/) with PYTHONPATH pointing at the copy, so that a test can edit the

@@ -1,5 +1,5 @@
 """Every `snakemake …` command shown in README.md, the Snakefile's docstring and the
-header comments of config/*.yaml parses and dry-runs (issue 16).
+header comments of config/*.yaml parses and dry-runs.
 
 The commands run as written, from a folder laid out like the repository (Snakefile,
 workflow/, profiles/ linked) whose config/*.yaml are the tiny real-data config of

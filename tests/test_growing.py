@@ -1,4 +1,4 @@
-"""PN, Learn to Grow, MNTDP-S and MNTDP-D (SPEC §10) on tiny networks and generated images."""
+"""PN, Learn to Grow, MNTDP-S and MNTDP-D (SPEC §9) on tiny networks and generated images."""
 import pytest
 import torch
 
@@ -45,7 +45,7 @@ def learn(name, model, task, kind, width=4, config=CONFIG, **options):
 
 
 def check_search_record(name, strategy, task, result):
-    """What a search returns for the learn record (docs/spec.md §10)."""
+    """What a search returns for the learn record (docs/spec.md §9)."""
     if name == "pn" or (name != "ltg" and task == 1):
         assert result is None
         return

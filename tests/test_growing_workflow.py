@@ -1,4 +1,4 @@
-"""The growing methods (SPEC §10) through the real workflow on the tiny CIFAR-10 slice."""
+"""The growing methods (SPEC §9) through the real workflow on the tiny CIFAR-10 slice."""
 from __future__ import annotations
 
 import copy

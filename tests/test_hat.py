@@ -1,4 +1,4 @@
-"""HAT (SPEC §10; joansj/hat): gates, annealing, mask regulariser and gradient
+"""HAT (SPEC §9; joansj/hat): gates, annealing, mask regulariser and gradient
 compensation against hand-derived values on a two-layer net; gradients of the
 units used by task 1 masked while learning task 2 on the gated light ResNet18;
 the cumulative mask carried by the state; forgetting on real CIFAR-10 images.

@@ -1,4 +1,4 @@
-"""ER and A-GEM (SPEC §10): A-GEM's projection on constructed gradients, the
+"""ER and A-GEM (SPEC §9): A-GEM's projection on constructed gradients, the
 per-class memory draw, the memory carried through saved states (seeded,
 reproducible after a kill/resume), and forgetting on real CIFAR-10 images.
 """

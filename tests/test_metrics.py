@@ -63,7 +63,7 @@ def test_run_frames_columns_and_values():
 
 
 def test_run_frames_every_value_by_hand():
-    """Every column of the three tables of RECORDS (issue 13: mutation testing found them unchecked)."""
+    """Every column of the three tables of RECORDS (mutation testing found them unchecked)."""
     metrics, accuracy, tasks = run_frames({t: {**rec, "device": "cpu"} for t, rec in RECORDS.items()},
                                           benchmark="b", seed=3, run="r", method="m",
                                           search_seconds={1: 4.0, 3: 7.0}, extractor_weights="w")

@@ -1,5 +1,5 @@
 """`snakemake all_tables --report` right after a demo-sized tiny run (the shared tiny run of
-every method) shows what the run made (issue 16): summary and aggregate tables, the distance heatmap, the plan of the PAR
+every method) shows what the run made: summary and aggregate tables, the distance heatmap, the plan of the PAR
 run, the accuracy matrix of every run and AP vs parameters; no rendered table reads NaN."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parsing the workflow imports neither torch, torchvision nor h5py (issue 8).
+"""Parsing the workflow imports neither torch, torchvision nor h5py.
 
 Every snakemake call parses the workflow: dry-runs, the scheduler, and each
 job submitted to SLURM.  Importing torch there costs seconds each time; only

@@ -111,8 +111,8 @@ def test_table_cells_verdicts_from_a_summary():
     assert cells.loc[("cifar100-10", "PAR", "AP"), "std"] == pytest.approx(0.01)
     assert cells.loc[("miniimagenet-20", "PAR", "AP"), "status"] == NOT_RUN
     assert cells.loc[("cifar100-10", "EWC", "AP"), "status"] == NOT_RUN          # run named, not configured
-    assert cells.loc[("cifar100-10", "A-GEM", "AP"), "status"] == NOT_RUN        # agem (SPEC §10), not in this summary
-    # a row the paper cites from another paper: its value and source, never NaN (SPEC §10)
+    assert cells.loc[("cifar100-10", "A-GEM", "AP"), "status"] == NOT_RUN        # agem (SPEC §9), not in this summary
+    # a row the paper cites from another paper: its value and source, never NaN (SPEC §9)
     assert cells.loc[("cifar100-10", "GPM*", "AP"), "status"] == "reported from GPM (Saha et al. ICLR 2021; AlexNet)"
     assert cells.loc[("cifar100-10", "GPM*", "AF"), "status"].startswith("reported from GPM")
     table1 = table_cells(targets, summary, 1)
@@ -226,7 +226,7 @@ def test_task_labels_of_the_figures():
 @pytest.mark.parametrize("table", [1, 2, 3, 4, 5])
 def test_rendered_paper_tables_never_read_nan(table):
     """No run configured: every cell is "not run" / "not reproduced" / "reported from …";
-    the run column of methods without a run reads "–" and no cell reads NaN (issue 16)."""
+    the run column of methods without a run reads "–" and no cell reads NaN."""
     from par.paper.render import table_html
     from par.results.tables import run_summary
 

@@ -167,7 +167,7 @@ def test_hooks_run_in_order_and_a_gradient_hook_acts_before_the_step(cifar10_arr
             torch.testing.assert_close(v, body_before[k], msg=k)
 
 
-# ---- the best-validation snapshot and early stopping (issue 13's fault injection) ----------
+# ---- the best-validation snapshot and early stopping (fault injection) ---------------------------
 
 class _Bias(nn.Module):
     """Logits [b, 0] for every image: validation accuracy on class-0 images is 1 while b > 0."""

@@ -1,4 +1,4 @@
-"""GPU-hours and makespan of a target, on paper, before submitting it (issue 17).
+"""GPU-hours and makespan of a target, on paper, before submitting it.
 
     python tools/cost.py paper --configfile config/config.yaml config/paper-all.yaml
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 17): the CPU demo's stream at paper width (expert C = 64, 4 cells, light ResNet18
+# GPU check: the CPU demo's stream at paper width (expert C = 64, 4 cells, light ResNet18
 # width 64; the search supernet at C = 16, 4 cells, to stay in time) for a few epochs on one GPU, in at most
 # ~8 minutes; prints per-epoch times of every learn job, GPU utilisation and memory (nvidia-smi,
 # sampled every 2 s). Not yet run: no GPU was lent to the work that wrote it.

@@ -3,7 +3,7 @@ NCHW-contiguous input (train batch 64, eval batch 100, one thread, best of 3):
 
     python tools/layout.py
 
-The README's Speed section quotes its output (issue 17: the input layout made deliberate)."""
+The README's Speed section quotes its output (the input layout made deliberate)."""
 import time
 
 import torch

@@ -1,4 +1,4 @@
-"""Mutation testing of the method's core modules with mutmut (issue 13; not in CI: slow).
+"""Mutation testing of the method's core modules with mutmut (not in CI: slow).
 
     pip install mutmut          # a script-only tool: in no dependency list
     python tools/mutation.py                     # every module below

@@ -1,4 +1,4 @@
-"""Start-up cost of the workflow (issue 8): wall time of a dry-run.
+"""Start-up cost of the workflow: wall time of a dry-run.
 
     python tools/startup.py [--repeat 5] [--configfile config/config.yaml] [--snakemake PATH]
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-if TYPE_CHECKING:  # imported where used: the workflow imports this module while parsing (issue 8)
+if TYPE_CHECKING:  # imported where used: the workflow imports this module while parsing, which must stay fast
     import h5py
     import pandas as pd
     import pyarrow as pa

@@ -6,7 +6,7 @@ first access (PEP 562).
 """
 from par.learners.methods import METHODS, Method, get_method, register_method
 from par.learners.strategies import STRATEGIES, Strategy, get_strategy, register_strategy
-# Strategies and methods in their own modules register on import (docs/spec.md §10).
+# Strategies and methods in their own modules register on import (docs/spec.md §9).
 from par.learners import distillation, growing, hat, ltg, memory, mntdp, penalties  # noqa: F401,E402
 
 __all__ = ["METHODS", "Method", "get_method", "register_method", "STRATEGIES", "Strategy", "get_strategy",

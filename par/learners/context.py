@@ -44,7 +44,7 @@ class TaskContext:
 
 @dataclass
 class SearchResult:
-    """What a strategy's ``search`` step (Learn to Grow, MNTDP; docs/spec.md §10) hands
+    """What a strategy's ``search`` step (Learn to Grow, MNTDP; docs/spec.md §9) hands
     back to the learn-task job.
 
     ``record``: JSON-able, stored as the record's ``search`` field (e.g. LtG's α

@@ -1,4 +1,4 @@
-"""Methods that grow a network per task (docs/spec.md §10): the shared base, and PN.
+"""Methods that grow a network per task (docs/spec.md §9): the shared base, and PN.
 
 PN, Learn to Grow (:mod:`par.learners.ltg`) and MNTDP-S/D (:mod:`par.learners.mntdp`)
 each chain like finetune (predecessor t − 1, evaluated on every task ≤ t): the

@@ -1,5 +1,5 @@
 """HAT, Hard Attention to the Task (Serra et al. ICML 2018), on the one training
-loop (docs/spec.md §10).  Formulas follow joansj/hat ``src/approaches/hat.py`` (the PAR
+loop (docs/spec.md §9).  Formulas follow joansj/hat ``src/approaches/hat.py`` (the PAR
 authors' ``hat.py`` is a copy of it):
 
 - gates a_t^l = σ(s · e_t^l) per unit (:func:`gate`; the networks are in

@@ -87,7 +87,7 @@ def prepare_task(assignment: dict, stream: Stream, images, predecessor: MultiHea
 
 
 def search_or_fit(prepared: PreparedTask, train_config: TrainConfig, eval_chunk: int) -> LearnedTask:
-    """Run the strategy's search step (LtG, MNTDP; docs/spec.md §10; timed), then the
+    """Run the strategy's search step (LtG, MNTDP; docs/spec.md §9; timed), then the
     shared loop (:func:`par.training.fit`) unless the search handed back the network
     it trained, then the strategy's ``after_task`` hook, which sets ``model.carry``
     (what the next task of the chain needs, e.g. EWC's Fisher)."""
@@ -139,7 +139,7 @@ def task_record(assignment: dict, prepared: PreparedTask, learned: LearnedTask, 
         "history": result.history,
     }
     architecture = p.strategy.architecture(model, p.number)
-    if architecture is not None:  # growing methods (docs/spec.md §10): the task's modules and what they cost
+    if architecture is not None:  # growing methods (docs/spec.md §9): the task's modules and what they cost
         search = learned.search
         record.update({"architecture": architecture, "n_params_added": record["n_params"] - p.n_params_before,
                        "search": search.record if search is not None else None,

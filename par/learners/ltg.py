@@ -1,4 +1,4 @@
-"""Learn to Grow (Li et al. ICML 2019; docs/spec.md §10): per conv layer, reuse an
+"""Learn to Grow (Li et al. ICML 2019; docs/spec.md §9): per conv layer, reuse an
 earlier option, adapt it with a new 1×1 conv, or add a new conv, chosen by a
 first-order DARTS search on the task's training set; then the chosen network
 trains in the shared loop.

@@ -1,4 +1,4 @@
-"""Episodic-memory methods on the one training loop: ER and A-GEM (docs/spec.md §10).
+"""Episodic-memory methods on the one training loop: ER and A-GEM (docs/spec.md §9).
 
 Both keep a small memory of earlier tasks' *training samples* and use it on
 every step of a new task:

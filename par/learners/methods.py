@@ -98,16 +98,16 @@ class MASAlpha(Finetune):
 
 @register_method("er")
 class ER(Finetune):
-    """One model with an episodic memory replayed on every step (docs/spec.md §10; strategy ``er``)."""
+    """One model with an episodic memory replayed on every step (docs/spec.md §9; strategy ``er``)."""
 
 
 @register_method("agem")
 class AGEM(Finetune):
-    """One model, gradients projected against a memory batch's (docs/spec.md §10; strategy ``agem``)."""
+    """One model, gradients projected against a memory batch's (docs/spec.md §9; strategy ``agem``)."""
 
 
 @register_method("hat")
 class HAT(Finetune):
-    """One gated light ResNet18, units of earlier tasks protected by their mask (docs/spec.md §10; strategy ``hat``)."""
+    """One gated light ResNet18, units of earlier tasks protected by their mask (docs/spec.md §9; strategy ``hat``)."""
 
     body_kind = "hat_light_resnet18"

@@ -1,4 +1,4 @@
-"""MNTDP-S and MNTDP-D (Veniat et al. 2021; docs/spec.md §10): a library of modules,
+"""MNTDP-S and MNTDP-D (Veniat et al. 2021; docs/spec.md §9): a library of modules,
 each task's path reusing a prefix of an earlier task's path chosen by a
 task-driven prior, the rest new.  One search template (:meth:`MNTDP.search`);
 the two differ only in how the candidate paths are trained

@@ -106,7 +106,7 @@ class MAS(ImportancePenalty):
 
 @register_strategy("mas-alpha")
 class MASAlpha(Strategy):
-    """MAS with α-scaling (``paper/mas-alpha-scaling.md``): loss = CE(new head) +
+    """MAS with α-scaling (docs/spec.md §7): loss = CE(new head) +
     Σ_t α_t · ½ Σ_i Ω_ti (θ_i − θ*_ti)² over the earlier tasks t, each with its
     own MAS importance Ω_t and anchor θ*_t (the model after t), α_t chosen so
     Σ_i α_t Ω_ti is equal across tasks and Σ_t α_t = λ.  With one earlier task

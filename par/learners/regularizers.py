@@ -11,7 +11,7 @@ combined:
   (github.com/WenjinW/PAR ``src/approaches/ewc.py``, ``mas.py``): the anchor is
   the model after the previous task and Ω is the running mean of the per-task
   estimates (:func:`running_mean`).
-- MAS-α (``paper/mas-alpha-scaling.md``): every earlier task t keeps its own
+- MAS-α (docs/spec.md §7): every earlier task t keeps its own
   anchor θ*_t and importance Ω_t, weighted by α_t so that Σ_i α_t Ω_ti is the
   same for every task and Σ_t α_t = λ (:func:`alpha_scales`).  The sum over
   tasks is a quadratic in θ, so it is kept in constant memory as one weight,
@@ -121,7 +121,7 @@ def quadratic_penalty(model: nn.Module, importance: Importance, anchor: dict[str
 
 
 def alpha_scales(importance_totals: list[float], alpha_sum: float) -> list[float]:
-    """α_t of MAS-α (``paper/mas-alpha-scaling.md``): α_t · S_t is the same for
+    """α_t of MAS-α (docs/spec.md §7): α_t · S_t is the same for
     every task and Σ_t α_t = ``alpha_sum`` (λ), where S_t = Σ_i Ω_ti > 0.
 
     Solution: α_t = λ · (1/S_t) / Σ_u (1/S_u).  Raises ValueError for a total ≤ 0.

@@ -122,7 +122,7 @@ class Strategy:
 
     def search(self, model: MultiHeadModel, task: int, train, val, config) -> SearchResult | None:
         """A per-task architecture search run before training, timed by the job and
-        counted in T (Learn to Grow, MNTDP; docs/spec.md §10).  Returns None (nothing
+        counted in T (Learn to Grow, MNTDP; docs/spec.md §9).  Returns None (nothing
         searched) or a :class:`par.learners.context.SearchResult`: its JSON-able
         ``record`` goes to the learn record's ``search`` field; its ``fit``, when not
         None, is the :class:`par.training.FitResult` of a network the search already

@@ -1,4 +1,4 @@
-"""Growing bodies: Progressive Networks, Learn to Grow and MNTDP (docs/spec.md §10).
+"""Growing bodies: Progressive Networks, Learn to Grow and MNTDP (docs/spec.md §9).
 
 Each body is a :class:`par.nets.model.MultiHeadModel` body whose forward takes the
 task (``forward(x, task)`` → (n, width) features; ``task_conditioned``), holds

@@ -7,10 +7,10 @@ rebuilt without the code that created it:
   "factorized_reduce_bn": false}``
   (PAR, :class:`par.nets.cells.Expert`);
 - ``{"kind": "light_resnet18", "width": 64}`` (baselines, docs/spec.md §7, :mod:`par.nets.resnet`);
-- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, docs/spec.md §10) and
+- ``{"kind": "hat_light_resnet18", "width": 64}`` (HAT's gated variant, docs/spec.md §9) and
   ``{"kind": "hat_mlp", "in_features": d, "hidden": h}`` (:mod:`par.nets.hat_bodies`);
 - ``{"kind": "pn" | "ltg" | "mntdp", "width": 64, ...}``: bodies that grow with
-  the tasks and take the task in their forward (docs/spec.md §10, :mod:`par.nets.growing_bodies`);
+  the tasks and take the task in their forward (docs/spec.md §9, :mod:`par.nets.growing_bodies`);
   their spec grows too, and ``model.body_spec`` is updated when they grow.
 
 Each kind is registered by its module (:mod:`par.nets.bodies`); :func:`build_body`

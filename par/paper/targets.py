@@ -43,7 +43,7 @@ import numpy as np
 from par.infra import schemas
 from par.infra.io import CorruptFileError
 
-if TYPE_CHECKING:  # imported where used: the workflow reads the targets while parsing (issue 8)
+if TYPE_CHECKING:  # imported where used: the workflow reads the targets while parsing, which must stay fast
     import pandas as pd
 
 WITHIN = "within tolerance"
@@ -118,7 +118,7 @@ def target_rows(path: str | Path | None = None) -> list[dict]:
 def paper_sources() -> dict[tuple[int, str], str]:
     """(table, paper row) → where the paper took the row's numbers from, e.g.
     ``reported from LMC (…)``, for the rows the paper cites rather than runs
-    (``par/data/paper_sources.csv``; paper Sec. 4.1, docs/spec.md §10)."""
+    (``par/data/paper_sources.csv``; paper Sec. 4.1, docs/spec.md §9)."""
     text = resources.files("par").joinpath("data/paper_sources.csv").read_text()
     reader = csv.DictReader([line for line in text.splitlines() if not line.lstrip().startswith("#")])
     return {(int(r["table"]), r["method"]): r["source"] for r in reader}

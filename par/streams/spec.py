@@ -56,7 +56,7 @@ class StreamSpecError(ValueError):
 
 
 # libyaml's loader when PyYAML was built with it: several times faster, and specs
-# are read by every snakemake call while parsing (issue 8)
+# are read by every snakemake call while parsing
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

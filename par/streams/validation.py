@@ -3,7 +3,7 @@ time from ``workflow/rules/common.smk``).
 
 Each check raises :class:`InputError` with one line naming the config key, the
 stream, the task or the path; the workflow turns it into a message without a
-traceback.  What is checked (issue 16):
+traceback.  What is checked:
 
 - ``results_dir`` exists as something other than a directory;
 - a dataset source is an empty folder, an archive that cannot be read to its end
