@@ -92,3 +92,65 @@ class ReversedTrainIds:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
+
+
+# ---- the learn-task chain of the strategy tests (test_baselines, test_memory_methods, test_hat) ----
+
+@pytest.fixture(scope="module")
+def stream(cifar10_arrays):
+    """The cifar10-5 stream (seed 0) over the CIFAR-10 slice: 5 tasks of 2 classes."""
+    from par.streams.prepare import build_stream
+
+    return build_stream("cifar10-5", cifar10_arrays, 0)
+
+
+def forgetting_config():
+    """Tasks memorised without augmentation at a high learning rate, so that forgetting
+    dominates the noise of 72 training images (TrainConfig)."""
+    from par.training import TrainConfig
+
+    return TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.001, grad_clip=5, augment=False)
+
+
+def learn_two_tasks(method, stream, images, seed, *, body, config, options=None):
+    """Tasks 1 and 2 of ``stream`` with a fresh ``method`` strategy each (``options`` its
+    keyword arguments), as :func:`par.learners.job.learn_task` runs them without testing:
+    ``prepare`` (weights seeded ``seed + t``), ``bind``, ``fit`` (validation = the training
+    images, so the kept snapshot is the one that fits them best), ``after_task`` (carry).
+    Returns copies of the model after each task."""
+    import copy
+
+    import torch
+
+    from par.learners import get_strategy
+    from par.learners.context import TaskContext
+    from par.streams.tasks import sample_ids, task_data
+    from par.training import Batches, fit
+
+    cpu = torch.device("cpu")
+    models, model = [], None
+    for t in (1, 2):
+        strategy = get_strategy(method, **(options or {}))
+        torch.manual_seed(seed + t)
+        task = stream.task(t)
+        model = strategy.prepare(model, body, t, task.n_classes, cpu)
+        x, y = task_data(images, task, "train")
+        train = Batches(x, y, stream.mean, stream.std, config.batch_size, cpu, shuffle=True, augment=config.augment,
+                        config=config, generator=torch.Generator().manual_seed(seed + t))
+        strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), config, cpu,
+                                  seed + t))
+        fit(model, t, strategy, train, Batches(x, y, stream.mean, stream.std, 500, cpu), config)
+        model.carry = strategy.after_task(model, t, train)
+        models.append(copy.deepcopy(model))
+    return models
+
+
+def train_accuracy(model, stream, images, t):
+    """Accuracy (fraction) of ``model`` on task ``t``'s training images (what it memorised)."""
+    import torch
+
+    from par.streams.tasks import task_data
+    from par.training import Batches, evaluate
+
+    x, y = task_data(images, stream.task(t), "train")
+    return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, torch.device("cpu")))

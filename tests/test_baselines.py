@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from par.streams.spec import build_stream
+from conftest import forgetting_config, learn_two_tasks, train_accuracy
 from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.regularizers import (AlphaScaledQuadratic, alpha_scales, empirical_fisher, mas_importance,
                                        quadratic_penalty, running_mean)
 from par.nets.model import load_model, save_model
-from par.training import Batches, TrainConfig, evaluate, fit
+from par.training import Batches, TrainConfig
 
 
 class TwoWeights(nn.Module):
@@ -338,37 +338,9 @@ BODY = {"kind": "light_resnet18", "width": 8}
 CPU = torch.device("cpu")
 # Forgetting test: tasks memorised without augmentation at a high learning rate,
 # strong penalties so that the effect dominates the noise of 72 training images.
-FORGET = TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.001, grad_clip=5, augment=False)
+FORGET = forgetting_config()
 STRONG = {"finetune": {}, "ewc": {"penalty_lambda": 3000.0}, "mas": {"penalty_lambda": 3000.0},
           "mas-alpha": {"alpha_sum": 3000.0}, "lwf": {"c": 2.0}}
-
-
-@pytest.fixture(scope="module")
-def stream(cifar10_arrays):
-    return build_stream("cifar10-5", cifar10_arrays, 0)
-
-
-def _learn_two_tasks(method, stream, images, seed):
-    """Tasks 1 and 2 with ``method``'s strategy; returns the model after each task
-    (copies) and the strategy of task 2.  Validation = the training images, so
-    the kept snapshot is the one that fits them best."""
-    models, model, strategy = [], None, None
-    for t in (1, 2):
-        strategy = get_strategy(method, **STRONG[method])
-        torch.manual_seed(seed + t)
-        model = strategy.prepare(model, BODY, t, stream.task(t).n_classes, CPU)
-        x, y = task_data(images, stream.task(t), "train")
-        train = Batches(x, y, stream.mean, stream.std, FORGET.batch_size, CPU, shuffle=True, augment=False,
-                        config=FORGET, generator=torch.Generator().manual_seed(seed + t))
-        fit(model, t, strategy, train, Batches(x, y, stream.mean, stream.std, 500, CPU), FORGET)
-        model.carry = strategy.after_task(model, t, train)
-        models.append(copy.deepcopy(model))
-    return models, strategy
-
-
-def _task_accuracy(model, stream, images, t):
-    x, y = task_data(images, stream.task(t), "train")
-    return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, CPU))
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -376,9 +348,10 @@ def test_penalties_forget_less_than_finetune(seed, stream, cifar10_arrays):
     """Drop of task 1's accuracy (on its memorised training images) after task 2."""
     forgetting = {}
     for method in ("finetune", "ewc", "mas", "mas-alpha"):
-        (after1, after2), _ = _learn_two_tasks(method, stream, cifar10_arrays, seed)
-        forgetting[method] = (_task_accuracy(after1, stream, cifar10_arrays, 1)
-                              - _task_accuracy(after2, stream, cifar10_arrays, 1))
+        after1, after2 = learn_two_tasks(method, stream, cifar10_arrays, seed, body=BODY, config=FORGET,
+                                         options=STRONG[method])
+        forgetting[method] = (train_accuracy(after1, stream, cifar10_arrays, 1)
+                              - train_accuracy(after2, stream, cifar10_arrays, 1))
     assert forgetting["finetune"] > 0.1, forgetting
     for method in ("ewc", "mas", "mas-alpha"):
         assert forgetting[method] < forgetting["finetune"] - 0.05, forgetting
@@ -394,7 +367,8 @@ def test_lwf_keeps_the_old_head_closer_to_its_teacher_than_finetune(seed, stream
     images = next(iter(Batches(x, y, stream.mean, stream.std, 500, CPU)))[0]
     drift = {}
     for method in ("finetune", "lwf"):
-        (after1, after2), _ = _learn_two_tasks(method, stream, cifar10_arrays, seed)
+        after1, after2 = learn_two_tasks(method, stream, cifar10_arrays, seed, body=BODY, config=FORGET,
+                                         options=STRONG[method])
         after1.eval(), after2.eval()
         with torch.no_grad():
             p_old = torch.log_softmax(after1(images, 1), 1)

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from par.streams.spec import build_stream
-from par.streams.tasks import task_data
+from conftest import forgetting_config, learn_two_tasks, train_accuracy
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.hat import annealed_s, compensate, gate, mask_regulariser
-from par.nets.model import MultiHeadModel, count_parameters, load_model, save_model
-from par.training import Batches, TrainConfig, evaluate, fit
+from par.nets.model import count_parameters, load_model, save_model
+from par.training import TrainConfig
 
 CPU = torch.device("cpu")
 MLP = {"kind": "hat_mlp", "in_features": 2, "hidden": 3}
@@ -206,12 +205,6 @@ def test_the_carried_mask_moves_to_the_training_device_and_a_missing_one_is_refu
         get_strategy("hat").prepare(model, None, 2, 2, CPU)
 
 
-@pytest.fixture(scope="module")
-def stream(cifar10_arrays):
-    a = cifar10_arrays
-    return build_stream("cifar10-5", a, 0)
-
-
 HAT_CONFIG = TrainConfig(epochs=1, batch_size=16, lr=0.05, weight_decay=0.0, grad_clip=10000.0)
 
 
@@ -273,30 +266,8 @@ def test_hat_refuses_an_ungated_body():
 # training images; HAT without weight decay and with joansj's clip 10000, and
 # more steps (16 epochs of batch 8: the annealed gates need them to learn task 1;
 # measured task-1 accuracy 0.89 / 0.85 for seeds 0 / 1, forgetting exactly 0 both).
-FORGET = TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.001, grad_clip=5, augment=False)
+FORGET = forgetting_config()
 HAT_FORGET = TrainConfig(epochs=16, batch_size=8, lr=0.05, weight_decay=0.0, grad_clip=10000.0, augment=False)
-
-
-def learn_two(method, body, config, stream, images, seed):
-    models, model = [], None
-    for t in (1, 2):
-        strategy = get_strategy(method)
-        torch.manual_seed(seed + t)
-        task = stream.task(t)
-        model = strategy.prepare(model, body, t, task.n_classes, CPU)
-        x, y = task_data(images, task, "train")
-        train = Batches(x, y, stream.mean, stream.std, config.batch_size, CPU, shuffle=True, augment=False,
-                        config=config, generator=torch.Generator().manual_seed(seed + t))
-        strategy.n_train = len(train)  # what bind() sets from the task's context
-        fit(model, t, strategy, train, Batches(x, y, stream.mean, stream.std, 500, CPU), config)
-        model.carry = strategy.after_task(model, t, train)
-        models.append(copy.deepcopy(model))
-    return models
-
-
-def accuracy(model, stream, images, t):
-    x, y = task_data(images, stream.task(t), "train")
-    return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, CPU))
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -304,9 +275,9 @@ def test_hat_forgets_less_than_finetune(seed, stream, cifar10_arrays):
     forgetting = {}
     for method, body, config in (("finetune", {"kind": "light_resnet18", "width": 8}, FORGET),
                                  ("hat", HAT_BODY, HAT_FORGET)):
-        after1, after2 = learn_two(method, body, config, stream, cifar10_arrays, seed)
-        first = accuracy(after1, stream, cifar10_arrays, 1)
-        forgetting[method] = first - accuracy(after2, stream, cifar10_arrays, 1)
+        after1, after2 = learn_two_tasks(method, stream, cifar10_arrays, seed, body=body, config=config)
+        first = train_accuracy(after1, stream, cifar10_arrays, 1)
+        forgetting[method] = first - train_accuracy(after2, stream, cifar10_arrays, 1)
         if method == "hat":
             assert first > 0.7, first  # it did learn task 1
     assert forgetting["finetune"] > 0.1, forgetting

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from conftest import ReversedTrainIds
-from par.streams.spec import build_stream
 from par.nets.cells import DARTS_V2
 from par.learners import get_method, get_strategy, learn_task
 from par.nets.model import load_model, save_model
@@ -43,11 +42,6 @@ def test_par_assignments_come_from_the_plan():
     assert a[2]["group"] == 2 and a[2]["genotype_source"] == 3
     with pytest.raises(ValueError, match="plan"):
         get_method("par").assignments(3, None)
-
-
-@pytest.fixture(scope="module")
-def stream(cifar10_arrays):
-    return build_stream("cifar10-5", cifar10_arrays, 0)
 
 
 EXPERT = {"kind": "expert", "genotype": DARTS_V2.to_json(), "channels": 4, "n_layers": 3, "stem_multiplier": 3}

@@ -2,7 +2,6 @@
 per-class memory draw, the memory carried through saved states (seeded,
 reproducible after a kill/resume), and forgetting on real CIFAR-10 images.
 """
-import copy
 import dataclasses
 import logging
 from types import SimpleNamespace
@@ -13,16 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import ReversedTrainIds
+from conftest import ReversedTrainIds, forgetting_config, learn_two_tasks, train_accuracy
 from par.infra.seeds import job_seed
-from par.streams.spec import build_stream
-from par.streams.tasks import task_data
 from par.learners import get_method, get_strategy, learn_task
 from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
 from par.learners.context import TaskContext
-from par.streams.tasks import sample_ids
+from par.streams.tasks import sample_ids, task_data
 from par.nets.model import load_model, save_model
-from par.training import Batches, TrainConfig, evaluate, fit
+from par.training import Batches, TrainConfig
 
 CPU = torch.device("cpu")
 BODY = {"kind": "light_resnet18", "width": 8}
@@ -34,12 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def stream(cifar10_arrays):
-    a = cifar10_arrays
-    return build_stream("cifar10-5", a, 0)
 
 
 def test_agem_projects_a_conflicting_gradient_onto_the_plane_of_g_ref():
@@ -328,32 +319,7 @@ def test_a_memory_whose_ids_no_longer_match_the_images_is_refused(stream, cifar1
 # Forgetting test: tasks memorised without augmentation at a high learning rate
 # (as tests/test_baselines.py), validation = training images; 18 of task 1's 72
 # training images in the memory (9 per class).
-FORGET = TrainConfig(epochs=8, batch_size=16, lr=0.05, weight_decay=0.001, grad_clip=5, augment=False)
-
-
-def learn_two_tasks(method, options, stream, images, seed, body=BODY, config=FORGET):
-    """Tasks 1 and 2 with ``method``'s strategy through ``bind``/``fit``/``after_task``;
-    returns copies of the model after each task."""
-    models, model = [], None
-    for t in (1, 2):
-        strategy = get_strategy(method, **options)
-        torch.manual_seed(seed + t)
-        task = stream.task(t)
-        model = strategy.prepare(model, body, t, task.n_classes, CPU)
-        x, y = task_data(images, task, "train")
-        train = Batches(x, y, stream.mean, stream.std, config.batch_size, CPU, shuffle=True, augment=config.augment,
-                        config=config, generator=torch.Generator().manual_seed(seed + t))
-        strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), config, CPU,
-                                  seed + t))
-        fit(model, t, strategy, train, Batches(x, y, stream.mean, stream.std, 500, CPU), config)
-        model.carry = strategy.after_task(model, t, train)
-        models.append(copy.deepcopy(model))
-    return models
-
-
-def task_accuracy(model, stream, images, t):
-    x, y = task_data(images, stream.task(t), "train")
-    return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, CPU))
+FORGET = forgetting_config()
 
 
 @pytest.mark.parametrize("seed", [0])
@@ -365,9 +331,10 @@ def test_er_forgets_less_than_finetune(seed, stream, cifar10_arrays):
     (lr 0.01-0.1, momentum 0-0.9, memory 9-36 per class, batch 8-32)."""
     forgetting = {}
     for method, options in (("finetune", {}), ("er", {"samples_per_class": 9})):
-        after1, after2 = learn_two_tasks(method, options, stream, cifar10_arrays, seed)
-        forgetting[method] = (task_accuracy(after1, stream, cifar10_arrays, 1)
-                              - task_accuracy(after2, stream, cifar10_arrays, 1))
+        after1, after2 = learn_two_tasks(method, stream, cifar10_arrays, seed, body=BODY, config=FORGET,
+                                         options=options)
+        forgetting[method] = (train_accuracy(after1, stream, cifar10_arrays, 1)
+                              - train_accuracy(after2, stream, cifar10_arrays, 1))
     assert forgetting["finetune"] > 0.1, forgetting
     assert forgetting["er"] < forgetting["finetune"] - 0.05, forgetting
 
@@ -396,10 +363,11 @@ def test_agem_forgets_less_than_finetune_where_its_first_order_guarantee_holds(s
     config = dataclasses.replace(FORGET, lr=0.005, momentum=0.0)
     rise, drop = {}, {}
     for method, options in (("finetune", {}), ("agem", {"samples_per_class": 36})):
-        after1, after2 = learn_two_tasks(method, options, stream, cifar10_arrays, seed, config=config)
+        after1, after2 = learn_two_tasks(method, stream, cifar10_arrays, seed, body=BODY, config=config,
+                                         options=options)
         rise[method] = task1_loss(after2, stream, cifar10_arrays) - task1_loss(after1, stream, cifar10_arrays)
-        drop[method] = (task_accuracy(after1, stream, cifar10_arrays, 1)
-                        - task_accuracy(after2, stream, cifar10_arrays, 1))
+        drop[method] = (train_accuracy(after1, stream, cifar10_arrays, 1)
+                        - train_accuracy(after2, stream, cifar10_arrays, 1))
     assert rise["finetune"] > 0.02, rise
     assert rise["agem"] < rise["finetune"] - 0.02, rise
     assert rise["agem"] < 0.01, rise   # the memory loss barely moves
@@ -422,7 +390,7 @@ def test_agem_step_never_conflicts_with_its_reference_gradient_on_real_images(st
 
     memory.agem_project = recording
     try:
-        learn_two_tasks("agem", {"samples_per_class": 9}, stream, cifar10_arrays, 0)
+        learn_two_tasks("agem", stream, cifar10_arrays, 0, body=BODY, config=FORGET, options={"samples_per_class": 9})
     finally:
         memory.agem_project = original
     assert len(dots) == 8 * 5  # task 2 only: 8 epochs of 5 batches; task 1 has no memory

@@ -17,8 +17,8 @@ from par.streams.class_orders import cifar100_validation_split
 from par.streams.datasets.catalog import ImageArrays, save_images
 from par.relatedness.distances import class_prototypes, distance_matrix, nearest_prototype_kl
 from par.streams.datasets.catalog import decode, locate_source, register_image_folder
-from par.streams.spec import (StreamSpecError, load_spec, prepare_task, resolve_tasks, shipped_streams,
-                         task_normalisation, task_users)
+from par.streams.prepare import prepare_task, task_normalisation, task_users
+from par.streams.spec import StreamSpecError, load_spec, resolve_tasks, shipped_streams
 from par.streams.tasks import read_task_pixels, task_from_json
 from par.streams.transforms import apply_transforms, channel_statistics, rainbow
 

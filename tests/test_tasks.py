@@ -1,4 +1,4 @@
-"""The paper's streams built by the pipeline's own task preparation (par.streams.spec.build_stream):
+"""The paper's streams built by the pipeline's own task preparation (par.streams.prepare.build_stream):
 class orders (par.streams.class_orders), splits, subsets, task data; CIFAR-100 in its real file format."""
 import pickle
 
@@ -8,7 +8,7 @@ import torchvision.datasets.cifar
 
 from par.streams.class_orders import CLASS_ORDERS, cifar100_class_order, cifar100_validation_split
 from par.streams.datasets.catalog import DataSource, ImageArrays, decode
-from par.streams.spec import build_stream
+from par.streams.prepare import build_stream
 from par.streams.tasks import Stream, task_data
 
 

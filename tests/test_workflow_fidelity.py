@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from par.infra import schemas
-from par.streams.spec import load_spec, prepare_task, resolve_tasks
+from par.streams.prepare import prepare_task
+from par.streams.spec import load_spec, resolve_tasks
 from par.infra.io import write_json, write_parquet
 from test_workflow import config_for, scheduled_jobs, snakemake
 

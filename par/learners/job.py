@@ -1,6 +1,6 @@
 """Learning one task of a chain: the body of a learn-task job, in four named steps.
 
-:func:`learn_task` runs :func:`prepare_task` (the strategy, the model, the
+:func:`learn_task` runs :func:`set_up_learning` (the strategy, the model, the
 task's batches), :func:`search_or_fit` (the strategy's search step, then the
 shared training loop unless the search already trained the network),
 :func:`evaluate_group` (test accuracy on every task of the group) and
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PreparedTask:
+class LearningSetup:
     """A task ready to learn: its number and :class:`par.streams.tasks.Task`, the
     strategy (bound to the task), the model to train, the training and validation
     batches, the parameter count before the task (0 without a predecessor) and the
@@ -52,9 +52,9 @@ class LearnedTask:
     train_seconds: float
 
 
-def prepare_task(assignment: dict, stream: Stream, images, predecessor: MultiHeadModel | None,
-                 body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None,
-                 device: torch.device, seed: int) -> PreparedTask:
+def set_up_learning(assignment: dict, stream: Stream, images, predecessor: MultiHeadModel | None,
+                    body_spec: dict | None, train_config: TrainConfig, strategy_options: dict | None,
+                    device: torch.device, seed: int) -> LearningSetup:
     """The strategy named by ``assignment["strategy"]`` (with its options), the model
     it prepares (new weights seeded by ``seed``, CPU RNG only), the task's training
     batches (shuffled and augmented by a CPU generator seeded by ``seed``) and
@@ -83,15 +83,15 @@ def prepare_task(assignment: dict, stream: Stream, images, predecessor: MultiHea
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
     strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), train_config,
                               device, seed))
-    return PreparedTask(t, task, strategy, model, train, val, n_before, start)
+    return LearningSetup(t, task, strategy, model, train, val, n_before, start)
 
 
-def search_or_fit(prepared: PreparedTask, train_config: TrainConfig, eval_chunk: int) -> LearnedTask:
+def search_or_fit(setup: LearningSetup, train_config: TrainConfig, eval_chunk: int) -> LearnedTask:
     """Run the strategy's search step (LtG, MNTDP; docs/spec.md §9; timed), then the
     shared loop (:func:`par.training.fit`) unless the search handed back the network
     it trained, then the strategy's ``after_task`` hook, which sets ``model.carry``
     (what the next task of the chain needs, e.g. EWC's Fisher)."""
-    p = prepared
+    p = setup
     search_start = time.perf_counter()
     search = p.strategy.search(p.model, p.number, p.train, p.val, train_config)
     search_seconds = time.perf_counter() - search_start
@@ -114,7 +114,7 @@ def evaluate_group(model: MultiHeadModel, stream: Stream, images, tasks: list[in
     return evaluate_tasks(model, tests, eval_chunk, train_config.amp)
 
 
-def task_record(assignment: dict, prepared: PreparedTask, learned: LearnedTask, test_accuracy: dict[int, float],
+def task_record(assignment: dict, setup: LearningSetup, learned: LearnedTask, test_accuracy: dict[int, float],
                 train_config: TrainConfig) -> dict:
     """The job's JSON-able record: the assignment, ``test_accuracy`` (fraction, by task
     number as a string), the best validation accuracy, ``n_params`` (body + all its
@@ -122,7 +122,7 @@ def task_record(assignment: dict, prepared: PreparedTask, learned: LearnedTask, 
     per-epoch ``history`` and the strategy's own fields; for growing methods also
     ``architecture``, ``n_params_added``, ``search`` (the search's record or None),
     ``search_seconds`` and ``trained_in_search``."""
-    p, result, model = prepared, learned.fit, prepared.model
+    p, result, model = setup, learned.fit, setup.model
     record = {
         **assignment,
         "test_accuracy": {str(u): a for u, a in test_accuracy.items()},
@@ -164,13 +164,13 @@ def learn_task(assignment: dict, stream: Stream, images, *, predecessor: MultiHe
     images per forward pass of validation and testing (changes no number).
 
     Returns the trained model (``model.carry`` set, so a saved state is all a successor
-    job reads) and its record (:func:`task_record`).  Raises as :func:`prepare_task`.
+    job reads) and its record (:func:`task_record`).  Raises as :func:`set_up_learning`.
     """
-    prepared = prepare_task(assignment, stream, images, predecessor, body_spec, train_config, strategy_options,
+    setup = set_up_learning(assignment, stream, images, predecessor, body_spec, train_config, strategy_options,
                             device, seed)
-    learned = search_or_fit(prepared, train_config, eval_chunk)
-    test_accuracy = evaluate_group(prepared.model, stream, images, assignment["group_tasks"], train_config, device,
-                               eval_chunk)
+    learned = search_or_fit(setup, train_config, eval_chunk)
+    test_accuracy = evaluate_group(setup.model, stream, images, assignment["group_tasks"], train_config, device,
+                                   eval_chunk)
     for u, accuracy in test_accuracy.items():
-        log.info("after task %d: test accuracy on task %d = %.4f", prepared.number, u, accuracy)
-    return prepared.model, task_record(assignment, prepared, learned, test_accuracy, train_config)
+        log.info("after task %d: test accuracy on task %d = %.4f", setup.number, u, accuracy)
+    return setup.model, task_record(assignment, setup, learned, test_accuracy, train_config)

@@ -5,7 +5,7 @@ dataset class ids it covers (local label = position in that list, or
 ``label_map`` after a label permutation) and the indices of its train /
 validation / test images in the decoded dataset (:mod:`par.streams.datasets`);
 validation images come from the dataset's train split.  Tasks are cut by
-:func:`par.streams.spec.prepare_task` (the workflow's ``task{t}.json``) and read
+:func:`par.streams.prepare.prepare_task` (the workflow's ``task{t}.json``) and read
 back with :func:`task_from_json`.
 """
 from __future__ import annotations

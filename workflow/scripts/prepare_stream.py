@@ -3,7 +3,7 @@ from par.streams.datasets.catalog import load_labels
 from par.infra.io import read_json
 from par.infra.logs import job_log
 from par.infra.provenance import provenance
-from par.streams.spec import describe, prepare_task, task_normalisation, task_users, write_task
+from par.streams.prepare import describe, prepare_task, task_normalisation, task_users, write_task
 from par.streams.tasks import task_from_json
 
 with job_log(snakemake.log[0]) as log:
