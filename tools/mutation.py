@@ -51,12 +51,17 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "training": ("par/training.py", ["tests/test_training.py"]),
     "strategies": ("par/learners/strategies.py", ["tests/test_training.py", "tests/test_learners.py",
                                                   "tests/test_baselines.py"]),
+    "distillation": ("par/learners/distillation.py", ["tests/test_training.py", "tests/test_learners.py",
+                                                      "tests/test_baselines.py"]),
+    "penalties": ("par/learners/penalties.py", ["tests/test_baselines.py"]),
     "regularizers": ("par/learners/regularizers.py", ["tests/test_baselines.py"]),
     "methods": ("par/learners/methods.py", ["tests/test_learners.py"]),
     "memory": ("par/learners/memory.py", ["tests/test_memory_methods.py"]),
     "hat": ("par/learners/hat.py", ["tests/test_hat.py"]),
     "growing": ("par/learners/growing.py", ["tests/test_growing.py"]),
-    "task": ("par/learners/job.py", ["tests/test_learners.py", "tests/test_memory_methods.py"]),
+    "ltg": ("par/learners/ltg.py", ["tests/test_growing.py"]),
+    "mntdp": ("par/learners/mntdp.py", ["tests/test_growing.py"]),
+    "job": ("par/learners/job.py", ["tests/test_learners.py", "tests/test_memory_methods.py"]),
 }
 
 

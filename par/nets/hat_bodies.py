@@ -13,7 +13,7 @@ the strategy restricts gradients.
 Bodies here:
 
 - :class:`HATLightResNet18`: the light ResNet18 of docs/spec.md §7 (as
-  :class:`par.nets.model.LightResNet18`), gated after the stem (after max-pool, as
+  :class:`par.nets.resnet.LightResNet18`), gated after the stem (after max-pool, as
   joansj gates after pooling), after each BasicBlock's first conv (BN, ReLU) and
   after each block's output (the residual sum, ReLU); a downsample conv shares
   its block's output gate.  BatchNorm is **per task** (a set of BN layers per
