@@ -10,8 +10,12 @@
 or write `--configfile=FILE`, so that `all_tables` is not read as one of them.)
 """
 import copy
+import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from par.learners.catalog import PluginError, discover
 
 min_version("9.0")
 
@@ -25,7 +29,14 @@ if not workflow.overwrite_configfiles:
 # Run overrides as the user wrote them: validation fills schema defaults into
 # them, which must not shadow the global sections when they are merged.
 RAW_RUNS = copy.deepcopy(config.get("runs", {}))
-validate(config, "par/data/config.schema.yaml")
+# Every method: the built-in ones, installed plugins and the config's method_modules
+# (par/learners/catalog.py).  The schema's method list and the methods' sections are
+# generated from them; validate() reads a schema from a file, written per working folder.
+try:
+    CATALOG = discover(config.get("method_modules", []))
+except PluginError as err:
+    raise WorkflowError(str(err))
+validate(config, os.path.abspath(CATALOG.write_config_schema(".snakemake/par/config.schema.json")))
 
 
 include: "workflow/rules/common.smk"

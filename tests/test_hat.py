@@ -12,7 +12,10 @@ import torch.nn.functional as F
 
 from par.streams.spec import build_stream
 from par.streams.tasks import task_data
-from par.learners import get_method, get_strategy, learn_task
+from par.learners import hat  # noqa: F401  (registers strategy hat)
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.hat import annealed_s, compensate, gate, mask_regulariser
 from par.nets.model import MultiHeadModel, count_parameters, load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit

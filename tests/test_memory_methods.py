@@ -17,7 +17,10 @@ from conftest import ReversedTrainIds
 from par.infra.seeds import job_seed
 from par.streams.spec import build_stream
 from par.streams.tasks import task_data
-from par.learners import get_method, get_strategy, learn_task
+from par.learners import memory as _memory  # noqa: F401  (registers er, agem)
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
 from par.learners.job import TaskContext, sample_ids
 from par.nets.model import load_model, save_model

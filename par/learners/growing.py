@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from par.learners.methods import Finetune, register_method
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
@@ -138,6 +139,31 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, val_f
     return float((votes.argmax(1) == val_labels).float().mean())
 
 
+MNTDP_SECTION = ConfigSection("mntdp", (
+    "MNTDP's task-driven prior, methods mntdp-s and mntdp-d (docs/spec.md §10; Veniat et al. ICLR 2021; "
+    "facebookresearch/MNTDP src/modules/PSSN_llmodel.py get_candidate_models): the earlier "
+    "task whose path's features give the best k-NN accuracy on the new task's validation set."), {
+    "knn_neighbors": Option(15, "integer", "k of the k-NN vote (MNTDP: n_neighbors 15)", minimum=1),
+    "knn_max_samples": Option(1000, "integer", "training images the k-NN is fitted on, and validation images "
+                              "it is scored on, at most (MNTDP: max_samples 1000)", minimum=1),
+})
+LTG_SECTION = ConfigSection("ltg", (
+    "Learn to Grow, method ltg (docs/spec.md §10; Li et al. ICML 2019; authors' src/approaches/ltg.py, "
+    "run_files/miniimagenet-20/ltg.sh): the per-task DARTS search of reuse / adapt / new per "
+    "conv layer, on a 50/50 split of the task's training set; the chosen network then trains "
+    "with the run's training settings."), {
+    "search_epochs": Option(50, "integer", "epochs of the search (authors' o_epochs 50)", minimum=1),
+    "search_lr": Option(0.01, "number", "SGD learning rate of the new weights during the search, cosine "
+                        "(authors' o_lr 0.01)", exclusive_minimum=0),
+    "search_weight_decay": Option(0.003, "number", "weight decay of the new weights during the search "
+                                  "(authors' o_lamb 0.003)", minimum=0),
+    "arch_lr": Option(0.003, "number", "Adam learning rate of the architecture weights, betas (0.5, 0.999) "
+                      "(authors' o_lr_a 0.003)", exclusive_minimum=0),
+    "arch_weight_decay": Option(0.003, "number", "Adam weight decay of the architecture weights "
+                                "(authors' o_lamb_a 0.003)", minimum=0),
+})
+
+
 class MNTDP(Growing):
     """Shared by MNTDP-S and -D: modules = stem and the four stages
     (:class:`par.nets.growing_bodies.ModularBody`).  Task 1 trains a new path.  Task t ≥ 2:
@@ -148,10 +174,11 @@ class MNTDP(Growing):
     task); candidate k = 0…5 reuses u's first k modules (frozen) and trains new
     ones for depths k…4 (k = 5: only the head is new)."""
 
-    config_section = "mntdp"
+    config = MNTDP_SECTION
     config_keys = {"knn_neighbors": "knn_neighbors", "knn_max_samples": "knn_max_samples"}
 
-    def __init__(self, knn_neighbors: int = 15, knn_max_samples: int = 1000):  # MNTDP: n_neighbors 15, 1000
+    def __init__(self, knn_neighbors: int = MNTDP_SECTION.default("knn_neighbors"),
+                 knn_max_samples: int = MNTDP_SECTION.default("knn_max_samples")):
         super().__init__()
         self.knn_neighbors = knn_neighbors
         self.knn_max_samples = knn_max_samples
@@ -214,7 +241,8 @@ class MNTDPD(MNTDP):
     validation accuracy is kept (ties: more reuse), the others' new modules are
     deleted.  The candidates' training is the search step."""
 
-    def __init__(self, knn_neighbors: int = 15, knn_max_samples: int = 1000):
+    def __init__(self, knn_neighbors: int = MNTDP_SECTION.default("knn_neighbors"),
+                 knn_max_samples: int = MNTDP_SECTION.default("knn_max_samples")):
         super().__init__(knn_neighbors, knn_max_samples)
         self.arch = {"path": None}
 
@@ -264,7 +292,8 @@ class MNTDPS(MNTDP):
     best one is the path validated next epoch; after training the best candidate
     on validation is kept and the new modules it does not use are deleted."""
 
-    def __init__(self, knn_neighbors: int = 15, knn_max_samples: int = 1000):
+    def __init__(self, knn_neighbors: int = MNTDP_SECTION.default("knn_neighbors"),
+                 knn_max_samples: int = MNTDP_SECTION.default("knn_max_samples")):
         super().__init__(knn_neighbors, knn_max_samples)
         self.arch = {"path": None}
         self.prior_task = None
@@ -351,13 +380,16 @@ class LtG(Growing):
     steps over the images they saw: the shorter half's batches repeat) and
     ``train_accuracy`` (fraction, of the weight steps' batches)."""
 
-    config_section = "ltg"
+    config = LTG_SECTION
     config_keys = {"search_epochs": "search_epochs", "search_lr": "search_lr",
                    "search_weight_decay": "search_weight_decay", "arch_lr": "arch_lr",
                    "arch_weight_decay": "arch_weight_decay"}
 
-    def __init__(self, search_epochs: int = 50, search_lr: float = 0.01, search_weight_decay: float = 0.003,
-                 arch_lr: float = 0.003, arch_weight_decay: float = 0.003):  # authors' ltg.sh
+    def __init__(self, search_epochs: int = LTG_SECTION.default("search_epochs"),
+                 search_lr: float = LTG_SECTION.default("search_lr"),
+                 search_weight_decay: float = LTG_SECTION.default("search_weight_decay"),
+                 arch_lr: float = LTG_SECTION.default("arch_lr"),
+                 arch_weight_decay: float = LTG_SECTION.default("arch_weight_decay")):
         super().__init__()
         self.search_epochs = search_epochs
         self.search_lr = search_lr

@@ -15,6 +15,7 @@ import copy
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from par.infra.registry import Registry
+from par.learners.options import ConfigSection, Option
 
 if TYPE_CHECKING:
     import torch
@@ -42,10 +43,11 @@ class Strategy:
     name: ClassVar[str] = "base"
     fresh_body: ClassVar[bool] = False
     early_stopping: ClassVar[bool] = False
-    # Options from the config: the section, its key → constructor argument, and
-    # the keys still used when the task has no predecessor (the workflow passes
-    # only those, so a change of the others does not rerun a chain's first task).
-    config_section: ClassVar[str | None] = None
+    # Options from the config: the section (declared as data, par.learners.options),
+    # its key → constructor argument, and the keys still used when the task has no
+    # predecessor (the workflow passes only those, so a change of the others does
+    # not rerun a chain's first task).
+    config: ClassVar[ConfigSection | None] = None
     config_keys: ClassVar[dict[str, str]] = {}
     keys_without_predecessor: ClassVar[tuple[str, ...]] = ()
 
@@ -196,6 +198,46 @@ def distillation_loss(model: MultiHeadModel, teacher: MultiHeadModel | None, tas
     return loss, logits
 
 
+# PAR's regularize distillation (section lwf) and the baselines' sections: the schema's
+# $defs, each run's overrides and the constructors' defaults all come from these.
+LWF_SECTION = ConfigSection("lwf", (
+    "PAR's LwF distillation of regularize tasks (docs/spec.md §5, paper Eq. 8-9), lambda 1. "
+    "Not the LwF baseline method, which is configured in lwf_baseline."), {
+    "lambda": Option(1.0, "number", "weight of the distillation loss", minimum=0),
+    "temperature": Option(2.0, "number", "distillation temperature T", exclusive_minimum=0),
+})
+LWF_BASELINE_SECTION = ConfigSection("lwf_baseline", (
+    "LwF baseline, method lwf (docs/spec.md §7; authors' src/approaches/lwf.py, run_files/*/lwf.sh): "
+    "distillation on every old head, all parameters train. Not PAR's regularize "
+    "distillation (section lwf, lambda 1)."), {
+    "c": Option(2.0, "number", "weight of the distillation loss (authors' c_lwf 2)", minimum=0),
+    "temperature": Option(2.0, "number", "distillation temperature T (authors' lwf.py: 2)", exclusive_minimum=0),
+})
+EWC_SECTION = ConfigSection(
+    "ewc", "EWC baseline, method ewc (docs/spec.md §7; authors' src/approaches/ewc.py, run_files/*/ewc.sh).", {
+        "lambda": Option(3000.0, "number", "weight of the penalty lambda/2 * sum F (theta - theta*)^2 "
+                         "(authors' lamb_ewc 3000)", minimum=0),
+    })
+MAS_SECTION = ConfigSection(
+    "mas", "MAS baseline, method mas (docs/spec.md §7; authors' src/approaches/mas.py, run_files/*/mas.sh).", {
+        "lambda": Option(300.0, "number", "weight of the penalty lambda/2 * sum Omega (theta - theta*)^2 "
+                         "(authors' c_mas 300)", minimum=0),
+        "importance": Option("authors", None, (
+            "estimate of Omega. authors: batch size * mean over batches of the squared gradient of "
+            "the mean squared logit (authors' mas.py); aljundi: mean absolute gradient of the "
+            "squared L2 norm of the logits (MAS paper, Aljundi et al. 2018)"), enum=("authors", "aljundi")),
+    })
+MAS_ALPHA_SECTION = ConfigSection("mas_alpha", (
+    "MAS with alpha-scaling, method mas-alpha (docs/spec.md §7, paper/mas-alpha-scaling.md): each "
+    "earlier task keeps its importance and anchor, scaled by alpha_t so that "
+    "sum_i alpha_t Omega_ti is equal across tasks and sum_t alpha_t = lambda."), {
+    "lambda": Option(300.0, "number", "sum of the alpha_t (MAS's c 300, so one earlier task is weighted "
+                     "exactly as in mas)", minimum=0),
+    "importance": Option("authors", None, "estimate of each task's Omega_t, as in section mas",
+                         enum=("authors", "aljundi")),
+})
+
+
 @register_strategy("regularize")
 class Regularize(Strategy):
     """Join a group and learn with LwF (paper Sec. 3.2, Eq. 7–9; docs/spec.md §5).
@@ -208,10 +250,11 @@ class Regularize(Strategy):
     λ and T come from the config section ``lwf`` (not the LwF baseline's ``lwf_baseline``).
     """
 
-    config_section = "lwf"
+    config = LWF_SECTION
     config_keys = {"lambda": "lwf_lambda", "temperature": "lwf_temperature"}
 
-    def __init__(self, lwf_lambda: float = 1.0, lwf_temperature: float = 2.0):
+    def __init__(self, lwf_lambda: float = LWF_SECTION.default("lambda"),
+                 lwf_temperature: float = LWF_SECTION.default("temperature")):
         self.lwf_lambda = lwf_lambda
         self.lwf_temperature = lwf_temperature
         self.teacher: MultiHeadModel | None = None
@@ -261,10 +304,11 @@ class LwF(Strategy):
     train too (the authors' baseline updates every parameter).  Carries nothing.
     """
 
-    config_section = "lwf_baseline"
+    config = LWF_BASELINE_SECTION
     config_keys = {"c": "c", "temperature": "temperature"}
 
-    def __init__(self, c: float = 2.0, temperature: float = 2.0):  # authors' lwf.sh: c_lwf 2; lwf.py: T 2
+    def __init__(self, c: float = LWF_BASELINE_SECTION.default("c"),
+                 temperature: float = LWF_BASELINE_SECTION.default("temperature")):
         self.c = c
         self.temperature = temperature
         self.teacher: MultiHeadModel | None = None
@@ -334,9 +378,9 @@ class EWC(ImportancePenalty):
     Ω = diagonal empirical Fisher on the task's training batches
     (:func:`par.learners.regularizers.empirical_fisher`)."""
 
-    config_section = "ewc"
+    config = EWC_SECTION
 
-    def __init__(self, penalty_lambda: float = 3000.0):  # authors' ewc.sh: lamb_ewc 3000
+    def __init__(self, penalty_lambda: float = EWC_SECTION.default("lambda")):
         super().__init__(penalty_lambda)
 
     def estimate(self, model, task, train):
@@ -351,11 +395,12 @@ class MAS(ImportancePenalty):
     Ω = sensitivity of the squared logits on the task's training batches
     (:func:`par.learners.regularizers.mas_importance`, ``importance`` estimate)."""
 
-    config_section = "mas"
+    config = MAS_SECTION
     config_keys = {"lambda": "penalty_lambda", "importance": "importance"}
     keys_without_predecessor = ("importance",)
 
-    def __init__(self, penalty_lambda: float = 300.0, importance: str = "authors"):  # authors' mas.sh: c_mas 300
+    def __init__(self, penalty_lambda: float = MAS_SECTION.default("lambda"),
+                 importance: str = MAS_SECTION.default("importance")):
         super().__init__(penalty_lambda)
         self.importance_estimate = importance
 
@@ -376,11 +421,12 @@ class MASAlpha(Strategy):
     ``centre.*`` per parameter and three scalars.
     """
 
-    config_section = "mas_alpha"
+    config = MAS_ALPHA_SECTION
     config_keys = {"lambda": "alpha_sum", "importance": "importance"}
     keys_without_predecessor = ("importance",)
 
-    def __init__(self, alpha_sum: float = 300.0, importance: str = "authors"):  # λ = MAS's c (authors' mas.sh)
+    def __init__(self, alpha_sum: float = MAS_ALPHA_SECTION.default("lambda"),
+                 importance: str = MAS_ALPHA_SECTION.default("importance")):
         self.alpha_sum = alpha_sum
         self.importance_estimate = importance
         self.quadratic = None  # par.learners.regularizers.AlphaScaledQuadratic, set by start()

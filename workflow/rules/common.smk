@@ -13,8 +13,6 @@ from par.paper.ablations import generated_runs, resolve_aliases
 from par.infra.config import ConfigError, check_run, relatedness_variant, run_settings, without_neutral_values
 from par.streams.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.infra.io import read_json
-from par.learners import get_method
-from par.learners.strategies import STRATEGIES
 from par.planning import TaskDecision
 from par.infra.provenance import cached_code_hash
 from par.infra.resume import record_owner, stale_lock_hint
@@ -80,7 +78,7 @@ def results(path):
 def _settings():
     out = {}
     for name, raw in RAW_RUNS.items():
-        settings = run_settings(config, raw)
+        settings = run_settings(config, raw, CATALOG.section_names)
         try:
             check_run(name, settings)
         except ConfigError as err:
@@ -91,13 +89,14 @@ def _settings():
 
 RUNS = _settings()
 CONFIG_RUNS = list(RUNS)
-PLAN_RUNS = [r for r in CONFIG_RUNS if get_method(RUNS[r]["method"]).needs_plan]
+PLAN_RUNS = [r for r in CONFIG_RUNS if CATALOG.method(RUNS[r]["method"]).needs_plan]
 
 
 def _generated_runs():
     """Runs of the paper targets (Table 5, sweeps, switches), minus those equal to a run."""
     try:
-        settings = {name: run_settings(config, raw) for name, raw in generated_runs(PAPER_TARGETS, config).items()}
+        settings = {name: run_settings(config, raw, CATALOG.section_names)
+                    for name, raw in generated_runs(PAPER_TARGETS, config).items()}
         for name, s in settings.items():
             check_run(name, s)
         return resolve_aliases(RUNS, settings)
@@ -222,6 +221,27 @@ def code_version(script):
     return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
+def get_learn_code(wildcards):
+    """The param ``code`` of a learn job: :func:`code_version` of learn_task.py
+    extended by the modules of the run's own method and of the task's strategy
+    (par.learners.catalog.Catalog.code_sources), so that adding or editing a
+    method re-runs only its own jobs."""
+    method, strategy = RUNS[wildcards.run]["method"], get_assignment(wildcards)["strategy"]
+    return _learn_code(method, strategy)
+
+
+@functools.lru_cache(maxsize=None)
+def _learn_code(method, strategy):
+    return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / "learn_task.py",
+                            extra=CATALOG.code_sources(method, strategy))
+
+
+def get_learn_modules(wildcards):
+    """The module(s) a learn job imports to register its strategy (a dotted name or a
+    method_modules path): the job imports no other method."""
+    return CATALOG.job_modules(get_assignment(wildcards)["strategy"])
+
+
 def get_gpu_request(wildcards):
     """1 GPU per compute job, unless the config pins the CPU."""
     return 0 if config["device"] == "cpu" else 1
@@ -233,7 +253,7 @@ def get_priority(wildcards):
     chain of them, so on few cores a baseline started first leaves that chain
     running alone at the end (README, Measured: the CPU demo).  Snakemake
     starts ready jobs in priority order; it changes no result."""
-    return 1 if get_method(RUNS[wildcards.run]["method"]).needs_plan else 0
+    return 1 if CATALOG.method(RUNS[wildcards.run]["method"]).needs_plan else 0
 
 
 # The relatedness stage (features, prototypes, distances, the plan) feeds only the plans, and
@@ -257,7 +277,7 @@ def get_plan_decisions(wildcards):
 
 def get_assignments(wildcards):
     """Every task's assignment in this run (see par.learners.methods)."""
-    method = get_method(RUNS[wildcards.run]["method"])
+    method = CATALOG.method(RUNS[wildcards.run]["method"])
     plan = get_plan_decisions(wildcards) if method.needs_plan else None
     return method.assignments(n_tasks(wildcards.bench), plan)
 
@@ -298,7 +318,7 @@ def get_training_params(wildcards):
     only where the strategy stops early (par.training.fit reads Strategy.early_stopping;
     leaving it out here keeps a change of patience from rerunning the other tasks)."""
     settings = without_neutral_values("training", RUNS[wildcards.run]["training"])  # par.infra.config.NEUTRAL_VALUES
-    if not STRATEGIES[get_assignment(wildcards)["strategy"]].early_stopping:
+    if not CATALOG.strategy(get_assignment(wildcards)["strategy"]).early_stopping:
         settings.pop("patience")
     return settings
 
@@ -310,25 +330,25 @@ def get_strategy_params(wildcards):
     a = get_assignment(wildcards)
     strategy = a["strategy"]
     params = {
-        "body": body_spec(wildcards) if STRATEGIES[strategy].fresh_body or a["predecessor"] is None else None,
+        "body": body_spec(wildcards) if CATALOG.strategy(strategy).fresh_body or a["predecessor"] is None else None,
     }
-    if STRATEGIES[strategy].config_section is not None:
-        params["options"] = strategy_section(STRATEGIES[strategy], a, RUNS[wildcards.run])
+    if CATALOG.strategy(strategy).config is not None:
+        params["options"] = strategy_section(CATALOG.strategy(strategy), a, RUNS[wildcards.run])
     return params
 
 
 def strategy_section(cls, a, settings):
-    """The keys of ``cls.config_section`` that task ``a`` uses."""
+    """The keys of the strategy's section (``cls.config``) that task ``a`` uses."""
     keys = cls.config_keys if a["predecessor"] is not None else cls.keys_without_predecessor
-    return {k: settings[cls.config_section][k] for k in keys}
+    return {k: settings[cls.config.name][k] for k in keys}
 
 
 def body_spec(wildcards):
     """The spec of a fresh body, without the genotype (read from the cell file)."""
     settings = RUNS[wildcards.run]
-    if get_method(settings["method"]).body_kind == "expert":
+    if CATALOG.method(settings["method"]).body_kind == "expert":
         return {"kind": "expert", **settings["expert"]}
-    return {"kind": get_method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18, HAT's gated one, pn, ltg, mntdp
+    return {"kind": CATALOG.method(settings["method"]).body_kind, **settings["backbone"]}  # light_resnet18, HAT's gated one, pn, ltg, mntdp
 
 
 def get_report_item(path, category, caption, subcategory, labels):
@@ -339,7 +359,7 @@ def get_report_item(path, category, caption, subcategory, labels):
 def get_run_outputs(wildcards):
     """Learn-task records of every task, and for PAR the plan and searched cells."""
     files = {"records": [f"{run_dir(wildcards)}/states/task{t}.json" for t in range(1, n_tasks(wildcards.bench) + 1)]}
-    if get_method(RUNS[wildcards.run]["method"]).needs_plan:
+    if CATALOG.method(RUNS[wildcards.run]["method"]).needs_plan:
         files["plan"] = f"{run_dir(wildcards)}/plan.json"
         files["cells"] = [f"{run_dir(wildcards)}/cells/task{d.task}.json"
                           for d in get_plan_decisions(wildcards) if d.searches_cell]

@@ -57,7 +57,8 @@ rule learn_task:
         state=results("runs/{bench}/seed{seed}/{run}/states/task{task}.pt"),
         record=results("runs/{bench}/seed{seed}/{run}/states/task{task}.json"),
     params:
-        code=code_version("learn_task.py"),
+        code=get_learn_code,
+        modules=get_learn_modules,
         assignment=get_assignment,
         training=get_training_params,
         strategy=get_strategy_params,
