@@ -57,7 +57,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/paper.smk"
 
 
-report: "workflow/report/workflow.rst"
+report: report_description()  # workflow/report/workflow.rst and what `paper` leaves out (common_paper.smk)
 
 
 # Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode
