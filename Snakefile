@@ -69,11 +69,11 @@ rule all_relatedness:
     """Distances and heatmaps only: inspect relatedness before any training."""
     localrule: True
     input:
-        [results(f"relatedness/{b}/seed{s}/distances.parquet") for b in BENCHMARK_NAMES for s in SEEDS],
+        [results_path("distances", bench=b, seed=s) for b in BENCHMARK_NAMES for s in SEEDS],
 
 
 rule all_plans:
     """The plan of every PAR run: groups and strategies, before any training."""
     localrule: True
     input:
-        [results(f"runs/{b}/seed{s}/{r}/plan.json") for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],
+        [results_path("plan", bench=b, seed=s, run=r) for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],

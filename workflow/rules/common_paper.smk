@@ -15,7 +15,7 @@ def _actual(run):
 
 def _metrics(benchmarks, runs):
     """metrics.parquet of ``runs`` (aliases resolved) on the configured ones of ``benchmarks``."""
-    return sorted({results(f"runs/{b}/seed{s}/{_actual(r)}/metrics.parquet")
+    return sorted({results_path("metrics", bench=b, seed=s, run=_actual(r))
                    for b in benchmarks if b in BENCHMARK_NAMES for s in SEEDS
                    for r in runs if _actual(r) in RUNS})
 
@@ -66,7 +66,7 @@ def grouping_inputs():
     bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
     if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
         return {}
-    return {"plan": results(f"runs/{bench}/seed{SEEDS[0]}/{_actual(run)}/plan.json"),
+    return {"plan": results_path("plan", bench=bench, seed=SEEDS[0], run=_actual(run)),
             "tasks": [task_path(bench, SEEDS[0], t) for t in range(1, n_tasks(bench) + 1)]}
 
 
