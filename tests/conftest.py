@@ -60,7 +60,7 @@ def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
 @pytest.fixture(scope="session")
 def cifar10_arrays(cifar10_slice, tmp_path_factory):
     """The slice decoded by the pipeline's own decoder (ImageArrays)."""
-    from par.streams.datasets import decode, locate_source
+    from par.streams.datasets.catalog import decode, locate_source
 
     return decode(locate_source("cifar10", cifar10_slice, probe_network=False), tmp_path_factory.mktemp("scratch"))
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import REPO, SHARED_DATA
 from par.streams import datasets
-from par.streams.datasets import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
+from par.streams.datasets.catalog import (DATASETS, DatasetUnavailable, decode, load_images, load_label_info, load_labels,
                           locate_source, register_image_folder, save_images)
 
 MNIST_ARCHIVE = SHARED_DATA / "mnist-t10k-png.tar.gz"

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CIFAR10_CLASSES
 from par.streams import datasets
-from par.streams.datasets import DatasetUnavailable, decode, load_images, load_labels, locate_source, save_images
+from par.streams.datasets.catalog import DatasetUnavailable, decode, load_images, load_labels, locate_source, save_images
 
 
 def test_image_folder_decodes_in_cifar_label_order(cifar10_arrays):

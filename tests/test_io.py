@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from par.streams.datasets import load_images
+from par.streams.datasets.catalog import load_images
 from par.relatedness.extractor import TaskFeatures, load_features, save_features
 from par.infra.io import CorruptFileError, atomic_path, read_json, read_parquet, write_json, write_parquet
 from par.relatedness.distances import load_prototypes

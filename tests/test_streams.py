@@ -1,7 +1,7 @@
 """Stream specs (par.streams.spec), transforms (par.streams.transforms) and the vectorised distance matrix.
 
 The datasets are small generated ``images.h5`` files in the layout every stage
-reads (decoded arrays at native shape, written with par.streams.datasets.save_images);
+reads (decoded arrays at native shape, written with par.streams.datasets.catalog.save_images);
 the on-disk source formats (torchvision files, LEAF JSON, …) belong to
 par.streams.datasets and its tests, so these fakes start from decoded arrays.
 """
@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from par.streams.class_orders import cifar100_validation_split
-from par.streams.datasets import ImageArrays, save_images
+from par.streams.datasets.catalog import ImageArrays, save_images
 from par.relatedness.distances import class_prototypes, distance_matrix, nearest_prototype_kl
-from par.streams.datasets import decode, locate_source, register_image_folder
+from par.streams.datasets.catalog import decode, locate_source, register_image_folder
 from par.streams.spec import (StreamSpecError, load_spec, prepare_task, resolve_tasks, shipped_streams,
                          task_normalisation, task_users)
 from par.streams.tasks import read_task_pixels, task_from_json

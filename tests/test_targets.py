@@ -10,7 +10,7 @@ import pytest
 from par.paper.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
                            switch_status)
 from par.infra.config import PIPELINE_SECTIONS, ConfigError, relatedness_variant, run_settings
-from par.streams.datasets import cifar100_coarse_table
+from par.streams.datasets.catalog import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettings, plan_tasks
 from par.results.plots import task_label
 from par.infra.io import CorruptFileError

@@ -7,7 +7,7 @@ import pytest
 import torchvision.datasets.cifar
 
 from par.streams.class_orders import CLASS_ORDERS, cifar100_class_order, cifar100_validation_split
-from par.streams.datasets import DataSource, ImageArrays, decode
+from par.streams.datasets.catalog import DataSource, ImageArrays, decode
 from par.streams.spec import build_stream
 from par.streams.tasks import Stream, task_data
 

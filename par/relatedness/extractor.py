@@ -26,7 +26,7 @@ import torch
 import torchvision
 from torch import nn
 
-from par.streams.datasets import url_reachable
+from par.streams.datasets.registry import url_reachable
 from par.infra.io import atomic_path, read_hdf5
 from par.streams.transforms import normalize
 

@@ -483,7 +483,7 @@ def build_stream(source, images, seed: int, *, caps: dict | None = None) -> Stre
     :func:`prepare_task`, :func:`task_normalisation`).
 
     ``source``: as :func:`load_spec`.  ``images``: a decoded dataset
-    (:class:`par.streams.datasets.ImageArrays`) or a mapping dataset name → decoded
+    (:class:`par.streams.datasets.registry.ImageArrays`) or a mapping dataset name → decoded
     dataset.  ``caps``: the config section ``stream`` (``max_train_per_class``,
     ``max_test_per_class``, ``val_fraction``).  Raises as those functions."""
     spec = load_spec(source)

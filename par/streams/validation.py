@@ -194,7 +194,7 @@ def check_streams(tasks: dict[str, list[dict]], data_root: str, user_datasets, c
     config key ``datasets``) must be readable and hold images; class names, ids
     and sizes must fit the dataset.  Sources that cannot be located are left to
     :func:`workflow check_inputs_available` (it names what to place where)."""
-    from par.streams.datasets import DATASETS, DatasetUnavailable, locate_source
+    from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source
 
     indexes: dict[str, dict | None] = {}
 

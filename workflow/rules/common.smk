@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 # parses this file, and importing torch would cost seconds (issue 8;
 # tests/test_startup.py checks it).
 from par.infra.config import ConfigError
-from par.streams.datasets import DATASETS, DatasetUnavailable, locate_source, register_image_folders
+from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.infra.io import read_json
 from par.planning import TaskDecision
 from par.runs import make_runs, search_params, strategy_params, training_params

@@ -1,7 +1,7 @@
 """Rule decode_dataset: find (or download) a dataset and decode it to images.h5."""
 from pathlib import Path
 
-from par.streams.datasets import decode, locate_source, register_image_folders, save_images
+from par.streams.datasets.catalog import decode, locate_source, register_image_folders, save_images
 from par.infra.logs import job_log
 
 with job_log(snakemake.log[0]) as log:

@@ -1,5 +1,5 @@
 """Rule prepare_stream: cut one task of a stream from its dataset for one seed."""
-from par.streams.datasets import load_labels
+from par.streams.datasets.catalog import load_labels
 from par.infra.io import read_json
 from par.infra.logs import job_log
 from par.infra.provenance import provenance

@@ -1,5 +1,5 @@
 """Rule task_groups_figure: the task groups of one PAR run, tasks named by their classes (paper Fig. 5)."""
-from par.streams.datasets import cifar100_coarse_table
+from par.streams.datasets.catalog import cifar100_coarse_table
 from par.infra.io import read_json
 from par.infra.logs import job_log
 from par.results.plots import placeholder, task_groups_figure, task_label
