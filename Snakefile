@@ -10,8 +10,12 @@
 or write `--configfile=FILE`, so that `all_tables` is not read as one of them.)
 """
 import copy
+import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from par.learners.catalog import PluginError, discover
 
 min_version("9.0")
 
@@ -25,7 +29,14 @@ if not workflow.overwrite_configfiles:
 # Run overrides as the user wrote them: validation fills schema defaults into
 # them, which must not shadow the global sections when they are merged.
 RAW_RUNS = copy.deepcopy(config.get("runs", {}))
-validate(config, "par/data/config.schema.yaml")
+# Every method: the built-in ones, installed plugins and the config's method_modules
+# (par/learners/catalog.py).  The schema's method list and the methods' sections are
+# generated from them; validate() reads a schema from a file, written per working folder.
+try:
+    CATALOG = discover(config.get("method_modules", []))
+except PluginError as err:
+    raise WorkflowError(str(err))
+validate(config, os.path.abspath(CATALOG.write_config_schema(".snakemake/par/config.schema.json")))
 
 
 include: "workflow/rules/common.smk"
@@ -46,7 +57,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/paper.smk"
 
 
-report: "workflow/report/workflow.rst"
+report: report_description()  # workflow/report/workflow.rst and what `paper` leaves out (common_paper.smk)
 
 
 # Cheap bookkeeping runs on the submitting machine (under SLURM too); the decode
@@ -58,11 +69,11 @@ rule all_relatedness:
     """Distances and heatmaps only: inspect relatedness before any training."""
     localrule: True
     input:
-        [results(f"relatedness/{b}/seed{s}/distances.parquet") for b in BENCHMARK_NAMES for s in SEEDS],
+        [results_path("distances", bench=b, seed=s) for b in BENCHMARK_NAMES for s in SEEDS],
 
 
 rule all_plans:
     """The plan of every PAR run: groups and strategies, before any training."""
     localrule: True
     input:
-        [results(f"runs/{b}/seed{s}/{r}/plan.json") for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],
+        [results_path("plan", bench=b, seed=s, run=r) for b in BENCHMARK_NAMES for s in SEEDS for r in PLAN_RUNS],

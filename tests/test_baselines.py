@@ -14,7 +14,9 @@ from torch import nn
 
 from conftest import forgetting_config, learn_two_tasks, train_accuracy
 from par.streams.tasks import task_data
-from par.learners import get_method, get_strategy, learn_task
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.regularizers import (AlphaScaledQuadratic, alpha_scales, empirical_fisher, mas_importance,
                                        quadratic_penalty, running_mean)
 from par.nets.model import load_model, save_model

@@ -26,6 +26,7 @@ import yaml
 from par.infra import schemas
 from par.infra import provenance
 from par.infra.provenance import cached_code_hash, code_files, code_hash, imported_modules, read_provenance
+from par.learners.discovery import discover
 from test_startup import SNAKEMAKE_WATCHING_IMPORTS
 from test_workflow import config_for, fork, scheduled_jobs
 
@@ -209,6 +210,56 @@ def test_library_change_reruns_exactly_the_jobs_that_execute_it(copied_run, modu
     assert dry_run_after_editing(copied_run, module) == expected
 
 
+@pytest.fixture(scope="module")
+def copied_all_runs(full_run, tmp_path_factory):
+    """A copy of the repository and of the shared tiny run with every method of
+    ``test_workflow.TINY`` (its config unchanged: the settling run runs nothing)."""
+    base = tmp_path_factory.mktemp("method_invalidation")
+    repo = base / "repo"
+    repo.mkdir()
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    for name in ("workflow", "par", "config"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    workdir = fork(full_run, base)
+    config = full_run[1]
+    result = run_copy(repo, workdir, config, "all_tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert scheduled_jobs(result.stdout + result.stderr) == set()
+    return repo, workdir, config, result.stdout + result.stderr
+
+
+def test_a_methods_module_reruns_only_its_own_jobs(copied_all_runs):
+    """par/learners/memory.py holds ER and A-GEM only: their learn jobs, their metrics
+    and the tables re-run, no job of the eight other runs."""
+    assert dry_run_after_editing(copied_all_runs, "par/learners/memory.py") == (
+        {("learn_task", r, t) for r in ("er", "agem") for t in TASKS} | {("metrics", r, None) for r in ("er", "agem")}
+        | TAIL)
+
+
+def test_adding_a_builtin_method_reruns_nothing(copied_all_runs):
+    """A new built-in method (its module and one line of par/learners/discovery.py) changes
+    no existing job's code: nothing re-runs, not even the plan or the cell searches."""
+    repo, workdir, config, _ = copied_all_runs
+    catalog = repo / "par" / "learners" / "discovery.py"
+    original = catalog.read_text()
+    module = repo / "par" / "learners" / "l2_anchor.py"
+    try:
+        shutil.copy(REPO / "tests" / "plugins" / "l2_anchor.py", module)
+        catalog.write_text(original.replace('    "par.learners.growing",', '    "par.learners.growing",\n    "par.learners.l2_anchor",'))
+        assert "par.learners.l2_anchor" in catalog.read_text()
+        result = run_copy(repo, workdir, config, "all_tables", "--dry-run")
+        with_run = run_copy(repo, workdir, {**config, "runs": {**config["runs"], "l2": {"method": "l2-anchor"}}},
+                            "all_tables", "--dry-run")
+    finally:
+        catalog.write_text(original)
+        module.unlink(missing_ok=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert scheduled_jobs(result.stdout) == set()
+    assert with_run.returncode == 0, with_run.stderr[-4000:]
+    assert scheduled_jobs(with_run.stdout) == (
+        {("learn_task", "l2", t) for t in TASKS} | {("metrics", "l2", None)} | TAIL)
+
+
 def test_extractor_change_reruns_no_learning_where_the_plan_holds(copied_run, tmp_path):
     """Past the checkpoint: the re-computed features (same weights) give the same plan, so no
     PAR task re-learns; only the tail that reads the plan and the features' outputs re-runs."""
@@ -243,6 +294,14 @@ def test_every_output_records_its_provenance(copied_run):
                    for name in ("prepare_stream", "extract_features", "prototypes", "distances", "plan",
                                 "search_cell", "learn_task", "metrics", "tables")}
     assert len(set(script_hash.values())) == len(script_hash)
+    # a learn job's code: its script's closure plus its own method's and strategy's modules
+    found = discover(entry_points=False)
+    learn_hash = {(method, strategy): code_hash(repo / "workflow" / "scripts" / "learn_task.py", repo / "par",
+                                                extra=[repo / f.relative_to(REPO)
+                                                       for f in found.code_sources(method, strategy)])
+                  for method, strategy in (("par", "regularize"), ("finetune", "finetune"))}
+    # PAR's strategies and finetune's live in the same two modules (methods.py, strategies.py)
+    assert learn_hash["par", "regularize"] == learn_hash["finetune", "finetune"] != script_hash["learn_task"]
     par_run, seed = res / "runs/cifar10-5/seed0/par", res / "runs/cifar10-5/seed0"
     relatedness = {"clamp_per_class": True, "epsilon": 1e-8}  # schema defaults
     outputs = {
@@ -254,8 +313,8 @@ def test_every_output_records_its_provenance(copied_run):
         res / "relatedness/cifar10-5/seed0/distances.parquet": ("distances", "cpu", WEIGHTS, None),
         par_run / "plan.json": ("plan", "cpu", WEIGHTS, None),
         par_run / "cells/task1.json": ("search_cell", "cpu (1 threads)", None, None),
-        par_run / "states/task2.json": ("learn_task", "cpu (1 threads)", None, None),
-        seed / "finetune/states/task5.json": ("learn_task", "cpu (1 threads)", None, None),
+        par_run / "states/task2.json": (("par", "regularize"), "cpu (1 threads)", None, None),
+        seed / "finetune/states/task5.json": (("finetune", "finetune"), "cpu (1 threads)", None, None),
         par_run / "metrics.parquet": ("metrics", "cpu", WEIGHTS, {"method": "par"}),
         par_run / "accuracy_matrix.parquet": ("metrics", "cpu", WEIGHTS, {"method": "par"}),
         seed / "finetune/tasks.parquet": ("metrics", "cpu", "unused", {"method": "finetune"}),
@@ -265,7 +324,7 @@ def test_every_output_records_its_provenance(copied_run):
     for path, (script, device, weights, job_config) in outputs.items():
         record = read_provenance(path)
         assert set(record) - {"upstream"} == set(schemas.PROVENANCE) - {"upstream"}, path
-        assert record["code_hash"] == script_hash[script], path
+        assert record["code_hash"] == (learn_hash[script] if isinstance(script, tuple) else script_hash[script]), path
         assert record["versions"] == expected_versions(), path
         assert record["device"] == device, path
         assert record["extractor_weights"] == weights, path
@@ -288,7 +347,8 @@ def test_every_output_records_its_provenance(copied_run):
 
     # the tables carry everything they combine
     upstream = read_provenance(res / "tables/summary.parquet")["upstream"]
-    assert upstream["code_hash"] == sorted(h for name, h in script_hash.items() if name != "tables")
+    assert upstream["code_hash"] == sorted({*learn_hash.values(),
+                                            *(h for name, h in script_hash.items() if name not in ("tables", "learn_task"))})
     assert upstream["extractor_weights"] == sorted({WEIGHTS, "unused"})
     assert upstream["device"] == ["cpu", "cpu (1 threads)"]
     assert upstream["versions"] == [expected_versions()]

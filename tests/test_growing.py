@@ -3,9 +3,11 @@ import pytest
 import torch
 
 from par.nets.growing_bodies import column_parameters, pn_parameters
-from par.learners import get_method, get_strategy
-from par.learners.ltg import LtG
+from par.learners import growing, mntdp  # noqa: F401  (register pn, mntdp-s, mntdp-d)
+from par.learners.ltg import LtG  # registers ltg
+from par.learners.methods import get_method
 from par.learners.mntdp import knn_accuracy
+from par.learners.strategies import get_strategy
 from par.nets.model import count_parameters, load_model, save_model
 from par.training import Batches, TrainConfig, evaluate, fit
 
@@ -372,13 +374,11 @@ def test_mntdp_features_read_the_first_knn_max_samples_images_and_stop(cap, take
 
 @pytest.mark.parametrize("name", ["ltg", "mntdp-s", "mntdp-d"])
 def test_growing_defaults_are_the_schema_defaults(name):
-    """A strategy built without options (tests, scripts) has the config schema's defaults,
-    the authors' settings: ltg.sh (o_epochs 50, o_lr 0.01, o_lamb 0.003, o_lr_a 0.003,
-    o_lamb_a 0.003) and MNTDP (n_neighbors 15, max_samples 1000)."""
-    from par.infra.config import schema_defaults
-
+    """A strategy built without options (tests, scripts) has its config section's declared
+    defaults (the schema's), the authors' settings: ltg.sh (o_epochs 50, o_lr 0.01, o_lamb
+    0.003, o_lr_a 0.003, o_lamb_a 0.003) and MNTDP (n_neighbors 15, max_samples 1000)."""
     strategy = get_strategy(name)
-    defaults = schema_defaults(strategy.config_section)
+    defaults = strategy.config.defaults()
     assert set(strategy.config_keys.values()) == set(defaults)
     assert {attr: getattr(strategy, attr) for attr in strategy.config_keys} == \
         {attr: defaults[key] for attr, key in strategy.config_keys.items()}

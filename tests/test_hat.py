@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import forgetting_config, learn_two_tasks, train_accuracy
-from par.learners import get_method, get_strategy, learn_task
+from par.learners import hat  # noqa: F401  (registers strategy hat)
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.hat import annealed_s, compensate, gate, mask_regulariser
 from par.nets.model import count_parameters, load_model, save_model
 from par.training import TrainConfig

@@ -4,7 +4,9 @@ import torch
 
 from conftest import ReversedTrainIds
 from par.nets.cells import DARTS_V2
-from par.learners import get_method, get_strategy, learn_task
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.nets.model import load_model, save_model
 from par.planning import PlanSettings, plan_tasks
 from par.training import TrainConfig
@@ -296,7 +298,7 @@ def test_baseline_assignments_by_hand():
     of every task so far, each task continuing from the one before; independent is
     one group per task, each from scratch.  Whole dicts, so a renamed key or a wrong
     group fails."""
-    from par.learners import get_method
+    from par.learners.methods import get_method
 
     assert get_method("finetune").assignments(3) == [
         {"task": 1, "group": 1, "strategy": "finetune", "predecessor": None, "group_tasks": [1], "genotype_source": None},

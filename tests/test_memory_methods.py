@@ -14,7 +14,10 @@ from torch import nn
 
 from conftest import ReversedTrainIds, forgetting_config, learn_two_tasks, train_accuracy
 from par.infra.seeds import job_seed
-from par.learners import get_method, get_strategy, learn_task
+from par.learners import memory as _memory  # noqa: F401  (registers er, agem)
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.memory import EpisodicMemory, Replay, agem_project, memory_pixels, select_per_class
 from par.learners.context import TaskContext
 from par.streams.tasks import sample_ids, task_data

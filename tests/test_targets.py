@@ -9,7 +9,7 @@ import pytest
 
 from par.paper.ablations import (SWITCHES, TABLE5_RUNS, resolve_aliases, selected_switches, sweep_runs, switch_runs,
                            switch_status)
-from par.infra.config import SECTIONS, ConfigError, relatedness_variant, run_settings
+from par.infra.config import PIPELINE_SECTIONS, ConfigError, relatedness_variant, run_settings
 from par.streams.datasets.catalog import cifar100_coarse_table
 from par.planning import ALLOCATE_REUSE, ALLOCATE_SEARCH, REGULARIZE, PlanSettings, plan_tasks
 from par.results.plots import task_label
@@ -197,8 +197,8 @@ def test_relatedness_variant_names_the_settings_that_differ():
     assert relatedness_variant({**default, "distance_split": "train", "clamp_per_class": False}, default) == \
         "clamp_per_class-false+distance_split-train"
     assert relatedness_variant({**default, "epsilon": 1e-6}, default) == "epsilon-1e-06"
-    settings = run_settings({section: {} for section in SECTIONS} | {"relatedness": default},
-                            {"method": "par", "relatedness": {"zero_is_far": True}})
+    settings = run_settings({section: {} for section in PIPELINE_SECTIONS} | {"relatedness": default},
+                            {"method": "par", "relatedness": {"zero_is_far": True}}, PIPELINE_SECTIONS)
     assert settings["relatedness"] == {**default, "zero_is_far": True}
 
 

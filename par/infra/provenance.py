@@ -124,21 +124,34 @@ def imported_modules(source: str | Path, package_root: str | Path = PACKAGE_ROOT
     return sorted(seen)
 
 
-def code_files(script: str | Path, package_root: str | Path = PACKAGE_ROOT) -> list[Path]:
+def code_files(script: str | Path, package_root: str | Path = PACKAGE_ROOT,
+               extra: Iterable[str | Path] = ()) -> list[Path]:
     """``script``, the package modules it imports (:func:`imported_modules`)
-    and the package data files those modules name, in a fixed order."""
+    and the package data files those modules name, in a fixed order.
+
+    ``extra``: further source files the job runs without importing them
+    statically, e.g. the module of the method a learn job loads by name
+    (:meth:`par.learners.discovery.Catalog.code_sources`); each is added with
+    its own static imports, after the script's files."""
     package_root = Path(package_root).resolve()
-    modules = imported_modules(script, package_root)
-    data = set().union(*(_scan(m, package_root, m.stat().st_mtime_ns)[1] for m in modules))
-    return [Path(script).resolve(), *modules, *sorted(data - set(modules))]
+    files = [Path(script).resolve()]
+    for source in (script, *extra):
+        source = Path(source).resolve()
+        if source not in files:
+            files.append(source)
+        modules = imported_modules(source, package_root)
+        data = set().union(*(_scan(m, package_root, m.stat().st_mtime_ns)[1] for m in modules))
+        files += [f for f in (*modules, *sorted(data - set(modules))) if f not in files]
+    return files
 
 
-def code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT) -> str:
-    """``sha256:<hex>`` over the bytes of :func:`code_files` of ``script``, each
-    with its path relative to its root (so moving the repository changes
-    nothing).  Any byte changed in one of the files changes the hash."""
+def code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT, extra: Iterable[str | Path] = ()) -> str:
+    """``sha256:<hex>`` over the bytes of :func:`code_files` of ``script``
+    (and ``extra``), each with its path relative to its root (so moving the
+    repository changes nothing).  Any byte changed in one of the files changes
+    the hash."""
     package_root = Path(package_root).resolve()
-    return _files_hash(code_files(script, package_root), package_root)
+    return _files_hash(code_files(script, package_root, extra), package_root)
 
 
 def _files_hash(files: list[Path], package_root: Path) -> str:
@@ -160,7 +173,7 @@ _DISK_CACHES: dict[Path, dict] = {}
 
 
 def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT,
-                     cache_file: str | Path | None = None) -> str:
+                     cache_file: str | Path | None = None, extra: Iterable[str | Path] = ()) -> str:
     """:func:`code_hash` of ``script``, memoised on disk (issue 8: every
     snakemake call, each SLURM job included, hashes every rule's code while
     parsing; parsing ~45 files with :mod:`ast` took ~0.15-0.3 s of it).
@@ -175,6 +188,7 @@ def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT
     as if there were none.
     """
     script, package_root = Path(script).resolve(), Path(package_root).resolve()
+    extra = [Path(e).resolve() for e in extra]
     cache_file = Path(cache_file) if cache_file else package_root / "__pycache__" / "par-code-hashes.json"
     if cache_file not in _DISK_CACHES:
         try:
@@ -182,7 +196,7 @@ def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT
         except (OSError, ValueError):
             _DISK_CACHES[cache_file] = {}
     cache = _DISK_CACHES[cache_file]
-    key = f"{script}\0{package_root}"
+    key = "\0".join(map(str, (script, package_root, *extra)))
     entry = cache.get(key)
     if isinstance(entry, dict):
         try:
@@ -190,7 +204,7 @@ def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT
                 return entry["hash"]
         except (OSError, KeyError, TypeError, IndexError):
             pass
-    files = code_files(script, package_root)
+    files = code_files(script, package_root, extra)
     signatures = [_signature(f) for f in files]
     digest = _files_hash(files, package_root)
     if [_signature(f) for f in files] == signatures:  # no file changed while hashing

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Iterable
 
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
@@ -60,6 +61,22 @@ def distillation_loss(model: MultiHeadModel, teacher: MultiHeadModel | None, tas
     return loss, logits
 
 
+LWF_SECTION = ConfigSection("lwf", (
+    "PAR's LwF distillation of regularize tasks (docs/spec.md §5, paper Eq. 8-9), lambda 1. "
+    "Not the LwF baseline method, which is configured in lwf_baseline."), {
+    "lambda": Option(1.0, "number", "weight of the distillation loss", minimum=0),
+    "temperature": Option(2.0, "number", "distillation temperature T", exclusive_minimum=0),
+})
+
+LWF_BASELINE_SECTION = ConfigSection("lwf_baseline", (
+    "LwF baseline, method lwf (docs/spec.md §7; authors' src/approaches/lwf.py, run_files/*/lwf.sh): "
+    "distillation on every old head, all parameters train. Not PAR's regularize "
+    "distillation (section lwf, lambda 1)."), {
+    "c": Option(2.0, "number", "weight of the distillation loss (authors' c_lwf 2)", minimum=0),
+    "temperature": Option(2.0, "number", "distillation temperature T (authors' lwf.py: 2)", exclusive_minimum=0),
+})
+
+
 class Distillation(Strategy):
     """Continue the model with loss = CE(new head) + w · Σ_old softCE(student, teacher)
     at temperature T (:func:`distillation_loss`), the teacher a frozen copy (eval mode,
@@ -99,10 +116,11 @@ class Regularize(Distillation):
     λ and T come from the config section ``lwf`` (not the LwF baseline's ``lwf_baseline``).
     """
 
-    config_section = "lwf"
+    config = LWF_SECTION
     config_keys = {"lambda": "lwf_lambda", "temperature": "lwf_temperature"}
 
-    def __init__(self, lwf_lambda: float = 1.0, lwf_temperature: float = 2.0):
+    def __init__(self, lwf_lambda: float = LWF_SECTION.default("lambda"),
+                 lwf_temperature: float = LWF_SECTION.default("temperature")):
         self.lwf_lambda = lwf_lambda
         self.lwf_temperature = lwf_temperature
         self.old_tasks: list[int] = []
@@ -135,10 +153,11 @@ class LwF(Distillation):
     train too (the authors' baseline updates every parameter).  Carries nothing.
     """
 
-    config_section = "lwf_baseline"
+    config = LWF_BASELINE_SECTION
     config_keys = {"c": "c", "temperature": "temperature"}
 
-    def __init__(self, c: float = 2.0, temperature: float = 2.0):  # authors' lwf.sh: c_lwf 2; lwf.py: T 2
+    def __init__(self, c: float = LWF_BASELINE_SECTION.default("c"),
+                 temperature: float = LWF_BASELINE_SECTION.default("temperature")):
         self.c = c
         self.temperature = temperature
         self.old_tasks: list[int] = []

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
@@ -83,18 +84,33 @@ def compensate(grad: "torch.Tensor", embedding: "torch.Tensor", s: float, s_max:
     return grad * (s_max / s) * num / den
 
 
+# joansj hat.py: smax 400, lamb 0.75 (grid-searched there), thres_emb 6, thres_cosh 50
+HAT_SECTION = ConfigSection("hat", (
+    "HAT, method hat (docs/spec.md §9; Serra et al. 2018, joansj/hat src/approaches/hat.py, "
+    "whose defaults these are). Needs weight decay 0 for the masks to hold (set in the "
+    "hat runs of config/*.yaml)."), {
+    "s_max": Option(400.0, "number", "largest gate slope s_max (joansj smax 400, grid-searched there); "
+                    "s annealed from 1/s_max over each epoch's batches", exclusive_minimum=1),
+    "c": Option(0.75, "number", "weight of the mask regulariser (joansj lamb 0.75)", minimum=0),
+    "clamp": Option(6.0, "number", "task embeddings clamped to +-clamp after every step (joansj thres_emb 6)",
+                    exclusive_minimum=0),
+    "thres_cosh": Option(50.0, "number", "clamp of s*e inside cosh in the gradient compensation "
+                         "(joansj thres_cosh 50)", exclusive_minimum=0),
+})
+
+
 @register_strategy("hat")
 class HAT(Strategy):
     """HAT on a gated body (``hat_light_resnet18``; module docstring).  Carries the
     cumulative mask; raises ValueError when the body is not gated or a
     predecessor state carries no mask."""
 
-    config_section = "hat"
+    config = HAT_SECTION
     config_keys = {"s_max": "s_max", "c": "c", "clamp": "clamp", "thres_cosh": "thres_cosh"}
     keys_without_predecessor = ("s_max", "c", "clamp", "thres_cosh")  # the first task trains with all of them
 
-    # joansj hat.py: smax 400, lamb 0.75 (grid-searched there), thres_emb 6, thres_cosh 50
-    def __init__(self, s_max: float = 400.0, c: float = 0.75, clamp: float = 6.0, thres_cosh: float = 50.0):
+    def __init__(self, s_max: float = HAT_SECTION.default("s_max"), c: float = HAT_SECTION.default("c"),
+                 clamp: float = HAT_SECTION.default("clamp"), thres_cosh: float = HAT_SECTION.default("thres_cosh")):
         self.s_max, self.c, self.clamp, self.thres_cosh = s_max, c, clamp, thres_cosh
         self.mask_pre: dict | None = None
         self.mask_back: dict = {}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from par.learners.context import SearchResult
 from par.learners.growing import Growing
 from par.learners.methods import Finetune, register_method
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import register_strategy
 
 if TYPE_CHECKING:
@@ -27,6 +28,23 @@ if TYPE_CHECKING:
     from par.nets.growing_bodies import GrowBody
     from par.nets.model import MultiHeadModel
     from par.training import Batches
+
+
+LTG_SECTION = ConfigSection("ltg", (
+    "Learn to Grow, method ltg (docs/spec.md §9; Li et al. ICML 2019; authors' src/approaches/ltg.py, "
+    "run_files/miniimagenet-20/ltg.sh): the per-task DARTS search of reuse / adapt / new per "
+    "conv layer, on a 50/50 split of the task's training set; the chosen network then trains "
+    "with the run's training settings."), {
+    "search_epochs": Option(50, "integer", "epochs of the search (authors' o_epochs 50)", minimum=1),
+    "search_lr": Option(0.01, "number", "SGD learning rate of the new weights during the search, cosine "
+                        "(authors' o_lr 0.01)", exclusive_minimum=0),
+    "search_weight_decay": Option(0.003, "number", "weight decay of the new weights during the search "
+                                  "(authors' o_lamb 0.003)", minimum=0),
+    "arch_lr": Option(0.003, "number", "Adam learning rate of the architecture weights, betas (0.5, 0.999) "
+                      "(authors' o_lr_a 0.003)", exclusive_minimum=0),
+    "arch_weight_decay": Option(0.003, "number", "Adam weight decay of the architecture weights "
+                                "(authors' o_lamb_a 0.003)", minimum=0),
+})
 
 
 @register_method("ltg")
@@ -162,13 +180,16 @@ class LtG(Growing):
     steps over the images they saw: the shorter half's batches repeat) and
     ``train_accuracy`` (fraction, of the weight steps' batches)."""
 
-    config_section = "ltg"
+    config = LTG_SECTION
     config_keys = {"search_epochs": "search_epochs", "search_lr": "search_lr",
                    "search_weight_decay": "search_weight_decay", "arch_lr": "arch_lr",
                    "arch_weight_decay": "arch_weight_decay"}
 
-    def __init__(self, search_epochs: int = 50, search_lr: float = 0.01, search_weight_decay: float = 0.003,
-                 arch_lr: float = 0.003, arch_weight_decay: float = 0.003):  # authors' ltg.sh
+    def __init__(self, search_epochs: int = LTG_SECTION.default("search_epochs"),
+                 search_lr: float = LTG_SECTION.default("search_lr"),
+                 search_weight_decay: float = LTG_SECTION.default("search_weight_decay"),
+                 arch_lr: float = LTG_SECTION.default("arch_lr"),
+                 arch_weight_decay: float = LTG_SECTION.default("arch_weight_decay")):
         super().__init__()
         self.search_epochs = search_epochs
         self.search_lr = search_lr

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
@@ -194,17 +195,32 @@ def agem_project(g: "torch.Tensor", g_ref: "torch.Tensor") -> tuple["torch.Tenso
     return g, False
 
 
+MEMORY_SECTION = ConfigSection("memory", (
+    "Episodic memory of methods er and agem (docs/spec.md §9, par/learners/memory.py): sample ids "
+    "of earlier tasks' training images (never pixels), carried in the state file. Not "
+    "counted in M; each record gives n_memory."), {
+    "samples_per_class": Option(10, "integer", (
+        "training samples kept per class of every earlier task, drawn without replacement "
+        "(seeded by run seed and task). The paper gives no size. A fixed number per class "
+        "follows MNTDP's ER (src/modules/experience_replay_llmodel.py, mem_size_per_class, "
+        "ring mode), whose memory grows by mem_size_per_class x classes with each task; the "
+        "value 10 is ours (within the tiny memories of Chaudhry et al. 2019, a few samples "
+        "per class), as no value of MNTDP's runs was at hand. Memory batches have the "
+        "training batch size (MNTDP extend_batch; Mammoth minibatch_size)."), minimum=1),
+})
+
+
 class MemoryStrategy(Strategy):
     """Continue the shared model (like finetune) with an episodic memory of the
     earlier tasks (module docstring); subclasses use it in the loss (ER) or the
     gradient (A-GEM).  Raises ValueError when the predecessor state carries no
     memory of the tasks before its own."""
 
-    config_section = "memory"
+    config = MEMORY_SECTION
     config_keys = {"samples_per_class": "samples_per_class"}
     keys_without_predecessor = ()
 
-    def __init__(self, samples_per_class: int = 10):  # config default: par/data/config.schema.yaml (memory)
+    def __init__(self, samples_per_class: int = MEMORY_SECTION.default("samples_per_class")):
         if samples_per_class < 1:
             raise ValueError(f"memory.samples_per_class must be at least 1, not {samples_per_class}")
         self.samples_per_class = samples_per_class
@@ -274,7 +290,7 @@ class AGEM(MemoryStrategy):
     batch of the training batch size (:func:`agem_project`; Mammoth's ``observe``).
     The fraction of projected steps is added to each epoch's history row."""
 
-    def __init__(self, samples_per_class: int = 10):
+    def __init__(self, samples_per_class: int = MEMORY_SECTION.default("samples_per_class")):
         super().__init__(samples_per_class)
         self.steps = self.projected = 0
 

@@ -14,12 +14,23 @@ from typing import TYPE_CHECKING
 from par.learners.context import SearchResult
 from par.learners.growing import Growing
 from par.learners.methods import Finetune, register_method
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import register_strategy
 
 if TYPE_CHECKING:
     import torch
 
     from par.training import FitResult
+
+
+MNTDP_SECTION = ConfigSection("mntdp", (
+    "MNTDP's task-driven prior, methods mntdp-s and mntdp-d (docs/spec.md §9; Veniat et al. ICLR 2021; "
+    "facebookresearch/MNTDP src/modules/PSSN_llmodel.py get_candidate_models): the earlier "
+    "task whose path's features give the best k-NN accuracy on the new task's validation set."), {
+    "knn_neighbors": Option(15, "integer", "k of the k-NN vote (MNTDP: n_neighbors 15)", minimum=1),
+    "knn_max_samples": Option(1000, "integer", "training images the k-NN is fitted on, and validation images "
+                              "it is scored on, at most (MNTDP: max_samples 1000)", minimum=1),
+})
 
 
 @register_method("mntdp-s")
@@ -61,10 +72,11 @@ class MNTDP(Growing):
     task); candidate k = 0…5 reuses u's first k modules (frozen) and trains new
     ones for depths k…4 (k = 5: only the head is new)."""
 
-    config_section = "mntdp"
+    config = MNTDP_SECTION
     config_keys = {"knn_neighbors": "knn_neighbors", "knn_max_samples": "knn_max_samples"}
 
-    def __init__(self, knn_neighbors: int = 15, knn_max_samples: int = 1000):  # MNTDP: n_neighbors 15, 1000
+    def __init__(self, knn_neighbors: int = MNTDP_SECTION.default("knn_neighbors"),
+                 knn_max_samples: int = MNTDP_SECTION.default("knn_max_samples")):
         super().__init__()
         self.knn_neighbors = knn_neighbors
         self.knn_max_samples = knn_max_samples
@@ -190,7 +202,8 @@ class MNTDPS(MNTDP):
     best one is the path validated next epoch; after training the best candidate
     on validation is kept and the new modules it does not use are deleted."""
 
-    def __init__(self, knn_neighbors: int = 15, knn_max_samples: int = 1000):
+    def __init__(self, knn_neighbors: int = MNTDP_SECTION.default("knn_neighbors"),
+                 knn_max_samples: int = MNTDP_SECTION.default("knn_max_samples")):
         super().__init__(knn_neighbors, knn_max_samples)
         self.prior_task = None
         self.new: list[int] = []

@@ -10,12 +10,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from par.learners.options import ConfigSection, Option
 from par.learners.strategies import Strategy, register_strategy
 
 if TYPE_CHECKING:
     import torch
 
     from par.nets.model import MultiHeadModel
+
+
+EWC_SECTION = ConfigSection(
+    "ewc", "EWC baseline, method ewc (docs/spec.md §7; authors' src/approaches/ewc.py, run_files/*/ewc.sh).", {
+        "lambda": Option(3000.0, "number", "weight of the penalty lambda/2 * sum F (theta - theta*)^2 "
+                         "(authors' lamb_ewc 3000)", minimum=0),
+    })
+
+MAS_SECTION = ConfigSection(
+    "mas", "MAS baseline, method mas (docs/spec.md §7; authors' src/approaches/mas.py, run_files/*/mas.sh).", {
+        "lambda": Option(300.0, "number", "weight of the penalty lambda/2 * sum Omega (theta - theta*)^2 "
+                         "(authors' c_mas 300)", minimum=0),
+        "importance": Option("authors", None, (
+            "estimate of Omega. authors: batch size * mean over batches of the squared gradient of "
+            "the mean squared logit (authors' mas.py); aljundi: mean absolute gradient of the "
+            "squared L2 norm of the logits (MAS paper, Aljundi et al. 2018)"), enum=("authors", "aljundi")),
+    })
+
+MAS_ALPHA_SECTION = ConfigSection("mas_alpha", (
+    "MAS with alpha-scaling, method mas-alpha (docs/spec.md §7, paper/mas-alpha-scaling.md): each "
+    "earlier task keeps its importance and anchor, scaled by alpha_t so that "
+    "sum_i alpha_t Omega_ti is equal across tasks and sum_t alpha_t = lambda."), {
+    "lambda": Option(300.0, "number", "sum of the alpha_t (MAS's c 300, so one earlier task is weighted "
+                     "exactly as in mas)", minimum=0),
+    "importance": Option("authors", None, "estimate of each task's Omega_t, as in section mas",
+                         enum=("authors", "aljundi")),
+})
 
 
 class ImportancePenalty(Strategy):
@@ -73,9 +101,9 @@ class EWC(ImportancePenalty):
     Ω = diagonal empirical Fisher on the task's training batches
     (:func:`par.learners.regularizers.empirical_fisher`)."""
 
-    config_section = "ewc"
+    config = EWC_SECTION
 
-    def __init__(self, penalty_lambda: float = 3000.0):  # authors' ewc.sh: lamb_ewc 3000
+    def __init__(self, penalty_lambda: float = EWC_SECTION.default("lambda")):
         super().__init__(penalty_lambda)
 
     def estimate(self, model, task, train):
@@ -90,11 +118,12 @@ class MAS(ImportancePenalty):
     Ω = sensitivity of the squared logits on the task's training batches
     (:func:`par.learners.regularizers.mas_importance`, ``importance`` estimate)."""
 
-    config_section = "mas"
+    config = MAS_SECTION
     config_keys = {"lambda": "penalty_lambda", "importance": "importance"}
     keys_without_predecessor = ("importance",)
 
-    def __init__(self, penalty_lambda: float = 300.0, importance: str = "authors"):  # authors' mas.sh: c_mas 300
+    def __init__(self, penalty_lambda: float = MAS_SECTION.default("lambda"),
+                 importance: str = MAS_SECTION.default("importance")):
         super().__init__(penalty_lambda)
         self.importance_estimate = importance
 
@@ -115,11 +144,12 @@ class MASAlpha(Strategy):
     ``centre.*`` per parameter and three scalars.
     """
 
-    config_section = "mas_alpha"
+    config = MAS_ALPHA_SECTION
     config_keys = {"lambda": "alpha_sum", "importance": "importance"}
     keys_without_predecessor = ("importance",)
 
-    def __init__(self, alpha_sum: float = 300.0, importance: str = "authors"):  # λ = MAS's c (authors' mas.sh)
+    def __init__(self, alpha_sum: float = MAS_ALPHA_SECTION.default("lambda"),
+                 importance: str = MAS_ALPHA_SECTION.default("importance")):
         self.alpha_sum = alpha_sum
         self.importance_estimate = importance
         self.quadratic = None  # par.learners.regularizers.AlphaScaledQuadratic, set by start()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Iterable
 
 from par.infra.registry import Registry
+from par.learners.options import ConfigSection
 
 if TYPE_CHECKING:
     import torch
@@ -44,15 +45,49 @@ class Strategy:
     ``fresh_body``: the task starts a new body (allocation, independent) rather
     than continuing from its predecessor's state.  ``early_stopping``: the
     loop may stop after ``patience`` epochs without improvement.
+
+    Hooks, in the order one learn job calls them (:func:`par.learners.job.learn_task`
+    and the loop :func:`par.training.fit`):
+
+    1. ``__init__(**options)``: the keys of the config section (``config``),
+       renamed by ``config_keys``; a task without predecessor gets only
+       ``keys_without_predecessor``, the others keep their defaults;
+    2. ``prepare`` → ``start(model, task)``: the model is the predecessor's
+       state (its ``model.carry`` holds what the previous task's ``after_task``
+       returned) or a fresh body, with the new head already added;
+    3. ``bind(context)``: the task's data (:class:`par.learners.context.TaskContext`);
+    4. ``search(...)``: growing methods only; may train the network itself;
+    5. ``fit``: ``parameters`` once (the optimizer's); then per epoch
+       ``set_mode``, ``before_epoch``; per batch ``loss`` → backward →
+       ``before_step`` → gradient-norm clip → optimizer step → ``after_step``;
+       after the epoch's validation ``after_epoch(record)`` (``record["val_accuracy"]``).
+       **At the end, fit restores the weights of the best-validation epoch**
+       (the first of the highest ``val_accuracy``; ``model.load_state_dict``):
+       the model's parameters and buffers go back, the strategy's own attributes
+       do not.  A strategy that accumulates per-step state (e.g. Synaptic
+       Intelligence's path integral) must keep the state of that epoch itself,
+       e.g. snapshot it in ``after_epoch`` whenever ``val_accuracy`` beats the best
+       so far (strictly greater: ties keep the earlier epoch);
+    6. ``after_task(model, task, train)``: after the restore; returns the tensors
+       the next task needs (saved with the state as ``model.carry``);
+    7. ``record_fields``, ``architecture``: JSON-able additions to the record.
+
+    A new strategy is a subclass registered by name (``@register_strategy("name")``);
+    its method, the chain rule, is a :class:`par.learners.methods.Method`
+    registered with ``@register_method("name")``; both live in one module with
+    the section they read (``config = ConfigSection(...)``,
+    :mod:`par.learners.options`).  How the workflow finds that module:
+    :mod:`par.learners.discovery`.
     """
 
     name: ClassVar[str] = "base"
     fresh_body: ClassVar[bool] = False
     early_stopping: ClassVar[bool] = False
-    # Options from the config: the section, its key → constructor argument, and
-    # the keys still used when the task has no predecessor (the workflow passes
-    # only those, so a change of the others does not rerun a chain's first task).
-    config_section: ClassVar[str | None] = None
+    # Options from the config: the section (declared as data, par.learners.options),
+    # its key → constructor argument, and the keys still used when the task has no
+    # predecessor (the workflow passes only those, so a change of the others does
+    # not rerun a chain's first task).
+    config: ClassVar[ConfigSection | None] = None
     config_keys: ClassVar[dict[str, str]] = {}
     keys_without_predecessor: ClassVar[tuple[str, ...]] = ()
 

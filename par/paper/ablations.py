@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from par.infra.config import SECTIONS, ConfigError
+from par.infra.config import PIPELINE_SECTIONS, ConfigError
 from par.infra.formatting import format_number
 
 if TYPE_CHECKING:  # the workflow reads the switches while parsing: no pandas then
@@ -78,7 +78,7 @@ SWITCHES: tuple[Switch, ...] = (
 
 def switch_status(switch: Switch, config: dict) -> str | None:
     """None when ``switch`` can be run in this build, else why not."""
-    if switch.section not in SECTIONS:
+    if switch.section not in PIPELINE_SECTIONS:
         return f"not ablatable: {switch.section} is not a section a run may override"
     if switch.key not in config.get(switch.section, {}):
         return "not in this build"

@@ -120,7 +120,7 @@ def task_pixels(images, task: Task, split: str) -> tuple[np.ndarray, np.ndarray]
     """(n, H, W, 3) uint8 pixels after the task's transforms (:mod:`par.streams.transforms`)
     and (n,) int64 local labels of ``task``'s ``split``.
 
-    ``images``: a decoded dataset (:class:`par.streams.datasets.ImageArrays`), or a mapping
+    ``images``: a decoded dataset (:class:`par.streams.datasets.sources.ImageArrays`), or a mapping
     from dataset name to decoded dataset or to the path of its ``images.h5`` (then
     only the task's images are read)."""
     from par.streams.transforms import apply_transforms

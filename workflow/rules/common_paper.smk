@@ -1,6 +1,7 @@
 """Lookups of the paper targets for paper.smk: which runs, benchmarks and files each
 table and figure needs (input functions named get_*, as in common.smk)."""
 from par.paper.ablations import selected_switches, sweep_run, switch_status
+from par.infra.io import atomic_path
 from par.paper.targets import TABLE_TITLES, target_rows
 
 TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
@@ -14,7 +15,7 @@ def _actual(run):
 
 def _metrics(benchmarks, runs):
     """metrics.parquet of ``runs`` (aliases resolved) on the configured ones of ``benchmarks``."""
-    return sorted({results(f"runs/{b}/seed{s}/{_actual(r)}/metrics.parquet")
+    return sorted({results_path("metrics", bench=b, seed=s, run=_actual(r))
                    for b in benchmarks if b in BENCHMARK_NAMES for s in SEEDS
                    for r in runs if _actual(r) in RUNS})
 
@@ -27,7 +28,11 @@ def _table_benchmarks(number):
 
 
 def get_paper_table_metrics(wildcards):
-    number = int(wildcards.number)
+    """metrics.parquet of every configured run Table ``wildcards.number`` shows."""
+    return paper_table_metrics(int(wildcards.number))
+
+
+def paper_table_metrics(number):
     rows = [r for r in TARGET_ROWS if r["table"] == number]
     if number == 5:
         rows = [r for r in rows if r["method"] in PAPER_TARGETS["table5_rows"]]
@@ -53,10 +58,15 @@ def switch_runs_unavailable():
 
 
 def get_grouping_inputs(wildcards):
+    """The plan and tasks Fig. 5 shows, or nothing when its run is not configured."""
+    return grouping_inputs()
+
+
+def grouping_inputs():
     bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
     if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
         return {}
-    return {"plan": results(f"runs/{bench}/seed{SEEDS[0]}/{_actual(run)}/plan.json"),
+    return {"plan": results_path("plan", bench=bench, seed=SEEDS[0], run=_actual(run)),
             "tasks": [task_path(bench, SEEDS[0], t) for t in range(1, n_tasks(bench) + 1)]}
 
 
@@ -83,14 +93,14 @@ def paper_target_unconfigured(target):
         benchmarks = [b for b in _table_benchmarks(number) if b in BENCHMARK_NAMES]
         if not benchmarks:
             return f"none of its benchmarks ({', '.join(_table_benchmarks(number))}) is configured"
-        if not get_paper_table_metrics(type("Wildcards", (), {"number": str(number)})):
+        if not paper_table_metrics(number):
             return f"none of its methods has a configured run on {', '.join(benchmarks)}"
         return None
     if target in ("fig3", "fig4", "ablation"):
         return None if ABLATION_BENCHMARK in BENCHMARK_NAMES else (
             f"its benchmark {ABLATION_BENCHMARK} (paper_targets.ablation_benchmark) is not configured")
     if target == "fig5":
-        return None if get_grouping_inputs(None) else (
+        return None if grouping_inputs() else (
             f"run {PAPER_TARGETS['grouping_run']} on {PAPER_TARGETS['grouping_benchmark']} "
             "(paper_targets.grouping_run, grouping_benchmark) is not configured")
     if target == "fig6":
@@ -100,5 +110,19 @@ def paper_target_unconfigured(target):
 
 
 PAPER_LEFT_OUT = {t: why for t in PAPER_OUTPUTS if (why := paper_target_unconfigured(t)) is not None}
-# The report's description (workflow/report/workflow.rst) names what `paper` left out and why.
-config["_left_out_of_report"] = [f"{t}: {why}" for t, why in PAPER_LEFT_OUT.items()]
+
+
+def report_description():
+    """The report's description: workflow/report/workflow.rst followed by the paper
+    targets this configuration leaves out of `paper` and why, written (atomically,
+    when it changed) to .snakemake/par/workflow.rst, whose absolute path it returns."""
+    text = Path(workflow.basedir, "workflow", "report", "workflow.rst").read_text()
+    if PAPER_LEFT_OUT:
+        text += ("\nPaper targets that this configuration does not fill, left out of ``snakemake paper`` "
+                 "and of this report:\n\n" + "".join(f"- {t}: {why}\n\n" for t, why in PAPER_LEFT_OUT.items()))
+    path = Path(".snakemake", "par", "workflow.rst").resolve()
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return str(path)

@@ -5,7 +5,7 @@ rule decode_dataset:
     """Find (or download) a dataset under data_root and decode it into uint8 arrays."""
     localrule: True
     output:
-        results("data/{dataset}/images.h5"),
+        results_path("images"),
     params:
         code=code_version("decode_dataset.py"),
     log:
@@ -29,7 +29,7 @@ rule prepare_stream:
     input:
         unpack(get_prepare_task_input),
     output:
-        results("data/{bench}/seed{seed}/task{task}.json"),
+        results_path("task"),
     params:
         task=get_task_spec,
         code=code_version("prepare_stream.py"),

@@ -7,7 +7,7 @@ checkpoint plan:
         distances=get_run_distances,
         tasks=get_all_task_jsons,
     output:
-        plan=results("runs/{bench}/seed{seed}/{run}/plan.json"),
+        plan=results_path("plan"),
     params:
         code=code_version("plan.py"),
         planning=lambda w: RUNS[w.run]["planning"],
@@ -29,7 +29,7 @@ rule search_cell:
         images=get_images_path,
         task=get_task_json,
     output:
-        results("runs/{bench}/seed{seed}/{run}/cells/task{task}.json"),
+        results_path("cell"),
     params:
         code=code_version("search_cell.py"),
         search=get_search_params,
@@ -54,10 +54,11 @@ rule learn_task:
     input:
         unpack(get_learn_task_input),
     output:
-        state=results("runs/{bench}/seed{seed}/{run}/states/task{task}.pt"),
-        record=results("runs/{bench}/seed{seed}/{run}/states/task{task}.json"),
+        state=results_path("state"),
+        record=results_path("record"),
     params:
-        code=code_version("learn_task.py"),
+        code=get_learn_code,
+        modules=get_learn_modules,
         assignment=get_assignment,
         training=get_training_params,
         strategy=get_strategy_params,

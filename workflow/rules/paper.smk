@@ -91,7 +91,7 @@ rule task_groups_figure:
 rule distance_figure:
     """Task-distance heatmaps of several streams, tasks labelled by dataset and classes (Fig. 6)."""
     input:
-        distances=[results(f"relatedness/{b}/seed{SEEDS[0]}/distances.parquet") for b in distance_benchmarks()],
+        distances=[results_path("distances", bench=b, seed=SEEDS[0]) for b in distance_benchmarks()],
         tasks=[task_path(b, SEEDS[0], t) for b in distance_benchmarks() for t in range(1, n_tasks(b) + 1)],
     output:
         figure=report(results("figures/fig6.png"), category="Paper figures",

@@ -13,7 +13,7 @@ rule extract_features:
         images=get_images_path,
         task=get_task_json,
     output:
-        results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
+        results_path("features"),
     params:
         code=code_version("extract_features.py"),
         weights=config["extractor"]["weights"],
@@ -39,9 +39,9 @@ rule prototypes:
     priority: RELATEDNESS_PRIORITY
     localrule: True
     input:
-        results("features/{bench}/seed{seed}/{split_folder}task{task}.h5"),
+        results_path("features"),
     output:
-        results("features/{bench}/seed{seed}/{split_folder}prototypes/task{task}.h5"),
+        results_path("prototypes"),
     params:
         code=code_version("prototypes.py"),
     log:
@@ -63,8 +63,8 @@ rule distances:
         features=get_variant_features,
         prototypes=get_variant_prototypes,
     output:
-        table=results("relatedness/{bench}/seed{seed}/{variant_folder}distances.parquet"),
-        heatmap=results("relatedness/{bench}/seed{seed}/{variant_folder}distances.png"),
+        table=results_path("distances"),
+        heatmap=results_path("distance_heatmap"),
     params:
         code=code_version("distances.py"),
         clamp_per_class=lambda w: get_relatedness(w)["clamp_per_class"],

@@ -7,9 +7,9 @@ rule metrics:
     input:
         unpack(get_run_outputs),
     output:
-        metrics=results("runs/{bench}/seed{seed}/{run}/metrics.parquet"),
-        accuracy=results("runs/{bench}/seed{seed}/{run}/accuracy_matrix.parquet"),
-        tasks=results("runs/{bench}/seed{seed}/{run}/tasks.parquet"),
+        metrics=results_path("metrics"),
+        accuracy=results_path("accuracy_matrix"),
+        tasks=results_path("run_tasks"),
     params:
         code=code_version("metrics.py"),
         method=lambda w: RUNS[w.run]["method"],
@@ -32,9 +32,9 @@ rule tables:
     localrule: True
     input:
         metrics=METRICS,
-        accuracy=[results(f"runs/{b}/seed{s}/{r}/accuracy_matrix.parquet") for b, s, r in REPORT_RUNS],
-        plans=[results(f"runs/{b}/seed{s}/{r}/plan.json") for b, s, r in REPORT_RUNS if r in PLAN_RUNS],
-        distances=[results(f"relatedness/{b}/seed{s}/distances.parquet") for b, s in REPORT_SEEDS],
+        accuracy=[results_path("accuracy_matrix", bench=b, seed=s, run=r) for b, s, r in REPORT_RUNS],
+        plans=[results_path("plan", bench=b, seed=s, run=r) for b, s, r in REPORT_RUNS if r in PLAN_RUNS],
+        distances=[results_path("distances", bench=b, seed=s) for b, s in REPORT_SEEDS],
         tasks=[task_path(b, s, t) for b, s in REPORT_SEEDS for t in range(1, n_tasks(b) + 1)],
     output:
         summary=results("tables/summary.parquet"),

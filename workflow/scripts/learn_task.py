@@ -1,18 +1,27 @@
-"""Rule learn_task: learn one task from its predecessor's state, test the new state."""
+"""Rule learn_task: learn one task from its predecessor's state, test the new state.
+
+Only the module of the task's strategy is imported (params.modules: a dotted
+name, or a method_modules file path), never every method's: its code hash
+(params.code) covers this script's imports plus that module's.
+"""
 from pathlib import Path
 
 from par.nets.cells import genotype_json
 from par.infra.devices import describe, eval_batch_size, job_device
 from par.infra.io import read_json, write_json
-from par.learners import STRATEGIES, learn_task
+from par.learners.job import learn_task
+from par.learners.strategies import STRATEGIES
 from par.infra.logs import job_log
 from par.nets.model import load_model, save_model
+from par.infra.plugins import import_source
 from par.infra.provenance import provenance, read_provenance
 from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import Stream, task_from_json
 from par.training import TrainConfig
 
 with job_log(snakemake.log[0]) as log:
+    for source in snakemake.params.modules:
+        import_source(source)
     device_slot = job_device(snakemake.config, snakemake.threads)  # threads, CPU allocator; GPU slot below
     assignment = snakemake.params.assignment
     strategy = snakemake.params.strategy
@@ -24,7 +33,7 @@ with job_log(snakemake.log[0]) as log:
         cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
         body = {**body, "genotype": genotype_json(assignment["genotype_source"], cell)}
     train_config = TrainConfig(**snakemake.params.training)
-    # The strategy's own config section (Strategy.config_section), keys renamed by the strategy.
+    # The strategy's own config section (Strategy.config), keys renamed by the strategy.
     name = assignment["strategy"]
     options = {name: STRATEGIES[name].options_from_config(strategy["options"])} if "options" in strategy else {}
     # images.h5 of every dataset the job trains or tests on: results/data/<dataset>/images.h5
