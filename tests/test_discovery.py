@@ -53,7 +53,7 @@ def test_builtin_methods_and_their_sections():
     # ER and A-GEM share one section; every strategy's keys are declared by its section
     assert found.strategy("er").config is found.strategy("agem").config is found.sections["memory"]
     assert found.strategy("regularize").config.name == "lwf" and found.strategy("lwf").config.name == "lwf_baseline"
-    assert found.job_modules("er") == ["par.learners.memory"] and found.job_modules("ltg") == ["par.learners.growing"]
+    assert found.job_modules("er") == ["par.learners.memory"] and found.job_modules("ltg") == ["par.learners.ltg"]
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         found.method("nope")
 

@@ -148,7 +148,7 @@ def test_search_updates_the_distributions_as_mdl_says(cifar10_arrays):
 
 
 
-# ---- issue 13: what tools/mutation/mdl.diff showed no test pinned down -----------------
+# ---- what tools/mutation/mdl.diff showed no test pinned down -----------------
 
 CPU, META = torch.device("cpu"), torch.device("meta")   # meta: a device other than the CPU, without data
 

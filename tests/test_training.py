@@ -239,7 +239,7 @@ def test_early_stopping_only_where_the_strategy_asks_for_it():
     assert {n for n, cls in STRATEGIES.items() if cls.early_stopping} == {"allocate-search", "allocate-reuse"}
 
 
-# ---- issue 13: what tools/mutation/training.diff showed no test pinned down ------------
+# ---- what tools/mutation/training.diff showed no test pinned down ------------
 # Small generated tensors, values derived by hand.  The meta device (shapes and devices, no
 # data) stands in for a GPU: an index or factor left on the CPU fails there as it would on CUDA.
 

@@ -1,4 +1,4 @@
-"""What code, settings and software produced a file (issue 5).
+"""What code, settings and software produced a file (its provenance).
 
 Two things live here:
 
@@ -15,7 +15,7 @@ Two things live here:
   ``provenance``); its keys are documented in :data:`par.infra.schemas.PROVENANCE`.
 
 This module imports neither torch nor Snakemake: the workflow calls it while
-parsing (issue 8).
+parsing, which must stay fast.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from par.infra.io import atomic_path
 
 PACKAGE = "par"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-# Distributions whose versions every output records (issue 5).
+# Distributions whose versions every output records.
 VERSIONED = ("torch", "torchvision", "numpy", "snakemake")
 
 
@@ -174,7 +174,7 @@ _DISK_CACHES: dict[Path, dict] = {}
 
 def cached_code_hash(script: str | Path, package_root: str | Path = PACKAGE_ROOT,
                      cache_file: str | Path | None = None, extra: Iterable[str | Path] = ()) -> str:
-    """:func:`code_hash` of ``script``, memoised on disk (issue 8: every
+    """:func:`code_hash` of ``script``, memoised on disk (every
     snakemake call, each SLURM job included, hashes every rule's code while
     parsing; parsing ~45 files with :mod:`ast` took ~0.15-0.3 s of it).
 

@@ -1,4 +1,4 @@
-"""Lifelong-learning methods as chains of per-task model states (DESIGN.md).
+"""Lifelong-learning methods as chains of per-task model states (docs: the design page).
 
 A method says, for every task t, which strategy learns it, which earlier state
 it starts from (its *predecessor*), and which tasks its new state is evaluated

@@ -36,7 +36,7 @@ MAS_SECTION = ConfigSection(
     })
 
 MAS_ALPHA_SECTION = ConfigSection("mas_alpha", (
-    "MAS with alpha-scaling, method mas-alpha (docs/spec.md §7, paper/mas-alpha-scaling.md): each "
+    "MAS with alpha-scaling, method mas-alpha (docs/spec.md §7; the α-scaled MAS page of the docs): each "
     "earlier task keeps its importance and anchor, scaled by alpha_t so that "
     "sum_i alpha_t Omega_ti is equal across tasks and sum_t alpha_t = lambda."), {
     "lambda": Option(300.0, "number", "sum of the alpha_t (MAS's c 300, so one earlier task is weighted "

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 # Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
-# parses this file, and importing torch would cost seconds (issue 8;
+# parses this file, and importing torch would cost seconds (
 # tests/test_startup.py checks it).
 from par.infra.config import ConfigError
 from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source, register_image_folders
