@@ -146,20 +146,21 @@ def test_importance_is_clamped_at_zero_and_skipped_or_missing_steps_add_nothing(
     # a step the fp16 scaler skipped: g = (inf, nan), θ unchanged → ω unchanged (no NaN)
     scripted_step(si, model, (math.inf, math.nan), step=(0.0, 0.0))
     assert [w.item() for w in si.omega.values()] == pytest.approx([-0.1, 0.1], rel=1e-12)
-    # b without a gradient (frozen): not stepped, not counted; a: θ − θ* = 0.1, so the loop's gradient 1
-    # holds the penalty's 2 c Ω (θ − θ*) = 2 · 0.5 · 0.5 · 0.1 = 0.05: g = 0.95, Δθ = −0.1, ω_a += 0.095
-    model.body.b.requires_grad_(False)
-    model.body.a.grad, model.body.b.grad = torch.tensor(1.0, dtype=torch.float64), None
+    # a without a gradient (frozen; the first parameter, so the loop over the others goes on): not stepped,
+    # not counted.  b: θ − θ* = −0.1, so the loop's gradient 1 holds the penalty's 2 c Ω (θ − θ*) =
+    # 2 · 0.5 · 0.5 · (−0.1) = −0.05: g = 1.05, Δθ = −0.1, ω_b += 0.105
+    model.body.a.requires_grad_(False)
+    model.body.a.grad, model.body.b.grad = None, torch.tensor(1.0, dtype=torch.float64)
     si.before_step(model, 2)
-    assert list(si.gradient) == ["a"]
+    assert list(si.gradient) == ["b"]
     with torch.no_grad():
-        model.body.a -= 0.1
+        model.body.b -= 0.1
     si.after_step(model, 2)
-    assert [w.item() for w in si.omega.values()] == pytest.approx([-0.005, 0.1], rel=1e-12)
+    assert [w.item() for w in si.omega.values()] == pytest.approx([-0.1, 0.205], rel=1e-12)
     si.after_epoch(model, 2, 0, {"val_accuracy": 1.0})
     carry = si.after_task(model, 2, None)
-    # Δ = (0.1 − 0.1, −0.1) → a: 0.5 − 0.005 / (0 + 0.1) = 0.45; b: 0.5 + 0.1 / (0.01 + 0.1)
-    assert values(carry) == pytest.approx([0.45, 0.5 + 0.1 / 0.11], rel=1e-12)
+    # Δ = (0.1, −0.2) → a: max(0, 0.5 − 0.1 / (0.01 + 0.1)) = max(0, −0.409) = 0; b: 0.5 + 0.205 / (0.04 + 0.1)
+    assert values(carry) == pytest.approx([0.0, 0.5 + 0.205 / 0.14], rel=1e-12)
     # max(0, ·): a negative path integral can cancel Ω but never make it negative
     si = get_strategy("si", c=0.5, xi=0.1)
     model = TwoWeights(1.0, -1.0)
@@ -252,6 +253,7 @@ def test_carry_reaches_the_next_task_through_a_saved_state_and_a_bad_one_is_refu
     first = get_strategy("si")
     model = first.prepare(None, body, 1, 2, torch.device("cpu"))
     assert first.importance == {} and first.penalty(model).item() == 0.0
+    assert first.penalty(copy.deepcopy(model).to("meta")).device.type == "meta"   # no Ω yet: still on the device
     model.carry = first.after_task(model, 1, None)
     names = [n for n, _ in model.body.named_parameters()]
     assert sorted(model.carry) == sorted(OMEGA_PREFIX + n for n in names)

@@ -84,6 +84,15 @@ class SI(Finetune):
     config_keys = {"c": "c", "xi": "xi"}
     keys_without_predecessor = ("xi",)  # the first task has no penalty, but its Ω uses ξ
 
+    # State of the task being learned, set by start() (prepare() always calls it) and the hooks:
+    importance: dict[str, torch.Tensor]   # Ω of the earlier tasks (empty for the first task)
+    anchor: dict[str, torch.Tensor]       # θ* = θ_start: the body at the start of the task
+    omega: dict[str, torch.Tensor]        # ω of this task so far
+    best_omega: dict[str, torch.Tensor]   # ω at the end of the best-validation epoch so far
+    best_val_accuracy: float              # that epoch's validation accuracy (−inf before the first epoch)
+    gradient: dict[str, torch.Tensor]     # g of the current step (unregularized), by before_step
+    before: dict[str, torch.Tensor]       # θ before the current step, by before_step
+
     def __init__(self, c: float = SI_SECTION.default("c"), xi: float = SI_SECTION.default("xi")):
         if not c >= 0:
             raise ValueError(f"si: c must be >= 0, got {c!r}")
@@ -91,13 +100,6 @@ class SI(Finetune):
             raise ValueError(f"si: xi must be > 0, got {xi!r}")
         self.c = c
         self.xi = xi
-        self.importance: dict[str, torch.Tensor] = {}   # Ω of the earlier tasks (empty for the first task)
-        self.anchor: dict[str, torch.Tensor] = {}       # θ* = θ_start: the body at the start of the task
-        self.omega: dict[str, torch.Tensor] = {}        # ω of this task so far
-        self.best_omega: dict[str, torch.Tensor] = {}   # ω at the end of the best-validation epoch so far
-        self.best_val_accuracy = -math.inf
-        self.gradient: dict[str, torch.Tensor] = {}     # g of the current step (unregularized)
-        self.before: dict[str, torch.Tensor] = {}       # θ before the current step
 
     def start(self, model: MultiHeadModel, task: int) -> None:
         """Read Ω from the predecessor's carry, take θ* = θ_start from the body, zero ω."""
