@@ -332,7 +332,7 @@ def test_si_forgets_task_1_less_than_finetune(cifar10_arrays):
     accuracy = {}
     for name, options in (("finetune", {}), ("si", {"c": 1.0})):
         after1, after2 = learn_two_tasks(name, options, stream, cifar10_arrays, seed=0)
-        accuracy[name] = (task1_accuracy(after1, stream, cifar10_arrays), task1_accuracy(after2, stream, cifar10_arrays))
+        accuracy[name] = tuple(task1_accuracy(m, stream, cifar10_arrays) for m in (after1, after2))
     forgetting = {name: a1 - a2 for name, (a1, a2) in accuracy.items()}
     assert forgetting["finetune"] > 0.1, accuracy
     assert accuracy["si"][1] > accuracy["finetune"][1] + 0.05, accuracy

@@ -165,7 +165,8 @@ def test_extra_rows_beside_the_papers_rows():
     assert "Rows si: runs of methods the paper does not report" in rendered
     t4 = table_cells(targets, summary, 4, extra_runs=["si"])
     si4 = t4[t4.method == "si"]
-    assert set(zip(si4.benchmark, si4.metric)) == set(zip(t4[t4.method == "PAR"].benchmark, t4[t4.method == "PAR"].metric))
+    par4 = t4[t4.method == "PAR"]
+    assert set(zip(si4.benchmark, si4.metric)) == set(zip(par4.benchmark, par4.metric))
     assert si4[(si4.benchmark == "cifar100-10") & (si4.metric == "M_millions")]["mean"].item() == pytest.approx(1.2)
     # Table 5 ablates PAR's components: no extra rows; a run without results: no row
     assert extra_cells(targets, summary.assign(benchmark="cifar100-10"), 5, ["si"]).empty
