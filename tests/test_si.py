@@ -14,7 +14,7 @@ from torch import nn
 
 import par.learners.si  # noqa: F401  (registers the strategy and the method "si")
 import par.training
-from par.learners import get_method, get_strategy
+from par.learners import get_method, get_strategy, learn_task
 from par.learners.si import OMEGA_PREFIX, SI, SI_SECTION
 from par.nets.model import MultiHeadModel, load_model, save_model
 from par.streams.spec import build_stream
@@ -337,3 +337,31 @@ def test_si_forgets_task_1_less_than_finetune(cifar10_arrays):
     assert forgetting["finetune"] > 0.1, accuracy
     assert accuracy["si"][1] > accuracy["finetune"][1] + 0.05, accuracy
     assert forgetting["si"] < forgetting["finetune"] - 0.05, accuracy
+
+
+def test_a_chain_of_learn_task_jobs_carries_omega_through_saved_states(cifar10_arrays, tmp_path):
+    """The learn-task job's path: options from the config section, carry saved with the state."""
+    stream = build_stream("cifar10-5", cifar10_arrays, 0)
+    config = TrainConfig(epochs=2, batch_size=16, augment=False)
+    options = {"si": SI.options_from_config({"c": 1.0, "xi": 0.01})}
+    first, second = get_method("si").assignments(2)
+    model1, record1 = learn_task(first, stream, cifar10_arrays, predecessor=None, body_spec=BODY,
+                                 train_config=config, strategy_options=options, seed=0)
+    n_body = sum(p.numel() for p in model1.body.parameters())
+    assert record1["strategy"] == "si" and record1["n_carried"] == n_body
+    assert all(v.min() >= 0 for v in model1.carry.values()) and any(v.sum() > 0 for v in model1.carry.values())
+    save_model(tmp_path / "task1.pt", model1)
+    model2, record2 = learn_task(second, stream, cifar10_arrays, predecessor=load_model(tmp_path / "task1.pt"),
+                                 body_spec=None, train_config=config, strategy_options=options, seed=1)
+    assert set(record2["test_accuracy"]) == {"1", "2"} and record2["n_carried"] == n_body
+    assert all(v.min() >= 0 for v in model2.carry.values())
+    assert any(not torch.equal(model2.carry[k], model1.carry[k]) for k in model1.carry)
+    # the carried Ω is what task 2 is penalised with: from a state carrying Ω = 0 the body moves further from θ*
+    unweighted = load_model(tmp_path / "task1.pt")
+    unweighted.carry = {k: torch.zeros_like(v) for k, v in unweighted.carry.items()}
+    free, _ = learn_task(second, stream, cifar10_arrays, predecessor=unweighted, body_spec=None,
+                         train_config=config, strategy_options=options, seed=1)
+    start = dict(model1.body.named_parameters())
+    drift = [sum(float((p.detach() - start[n].detach()).pow(2).sum()) for n, p in m.body.named_parameters())
+             for m in (model2, free)]
+    assert drift[0] < drift[1], drift   # Σ (θ − θ*)² after task 2: smaller under the penalty

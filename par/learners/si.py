@@ -19,9 +19,10 @@ parameter k of the shared body:
 - loss of a later task: CE + c · Σ_k Ω_k (θ_k − θ*_k)² (Eq. 4, no ½), θ* the
   weights at the end of the previous task (the predecessor state).
 
-Defaults: c = 0.1 and ξ = 1e-3, the SI paper's split CIFAR-10/100 values
-(Sec. 5.3) and those of pathint's ``fig_transfer_cifar/train.py``
-(``PATH_INT_PROTOCOL(omega_decay='sum', xi=1e-3)``; c = 0.1 among its ``cvals``).
+Defaults: c = 0.1 and ξ = 1e-3, from the authors' code for the paper's split
+CIFAR-10/100 experiment (Sec. 5.3): pathint ``fig_transfer_cifar/train.py``,
+``PATH_INT_PROTOCOL(omega_decay='sum', xi=1e-3)`` and c = 0.1 the largest of its
+``cvals`` (0, 0.01, 0.1).
 Avalanche's ``SynapticIntelligencePlugin`` differs (ε = 1e-7, λ/2, Ω clipped at
 0.001, the gradient of the regularized loss); this module follows the authors.
 
