@@ -16,8 +16,8 @@ from par.results.plots import task_label
 from par.infra.io import CorruptFileError
 from par.paper.render import readme_section, render_readme, table_markdown
 from par.results.tables import with_aliases
-from par.paper.targets import (GAP, NO_PAPER_VALUE, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN, load_targets,
-                         table_cells, target_rows, verdict)
+from par.paper.targets import (GAP, NO_PAPER_VALUE, NOT_IN_PAPER, NOT_REPRODUCED, NOT_RUN, OTHER_BENCHMARK, WITHIN,
+                               extra_cells, load_targets, runs_not_in_the_paper, table_cells, target_rows, verdict)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,6 +125,55 @@ def test_table_cells_verdicts_from_a_summary():
                      measured_on={"cifar100-10": "cifar10-5"}).set_index(["method", "metric"])
     assert t5.loc[("4 Reg", "AP"), "status"] == OTHER_BENCHMARK and t5.loc[("4 Reg", "AP"), "n_seeds"] == 3
     assert t5.loc[("1 Fixed", "AP"), "status"] == NOT_RUN
+
+
+def test_runs_of_methods_not_in_the_paper():
+    """A run is extra when its method is neither a run the targets name nor the method of one."""
+    runs = {"par": "par", "t5-fixed": "par", "ewc": "ewc", "ewc-lr": "ewc", "si": "si", "si-strong": "si",
+            "mine": "finetune", "other": "my-method"}
+    assert runs_not_in_the_paper(runs) == ["si", "si-strong", "other"]
+    # the targets' run names count as the paper's methods even where no such run is configured
+    assert runs_not_in_the_paper({"x": "hat", "y": "si"}) == ["y"]
+    rows = [{"run": "ewc"}, {"run": None}, {"run": "odd"}]
+    assert runs_not_in_the_paper({"odd": "si", "z": "si", "w": "lwf"}, rows) == ["w"]   # "odd" runs si here
+
+
+def test_extra_rows_beside_the_papers_rows():
+    """si on cifar100-10 (three seeds) fills Tables 3 and 4 there, as mean ± std and no verdict."""
+    targets = load_targets()
+    summary = _summary([("cifar100-10", "par", "par", 0, 0.85, -0.02, 1.4, 1.0, 0.5, 3, "x")]
+                       + [("cifar100-10", "si", "si", s, ap, af, 1.2, 0.5, 0.5, 1, "x")
+                          for s, ap, af in [(0, 0.60, 0.10), (1, 0.62, 0.12), (2, 0.64, 0.20)]]
+                       + [("cifar10-5", "mine", "my-method", 0, 0.9, 0.0, 1.0, 0.1, 0.1, 1, "x")])
+    cells = table_cells(targets, summary, 3, extra_runs=["si", "mine"])
+    paper_rows = table_cells(targets, summary, 3)
+    assert cells.iloc[:len(paper_rows)].equals(paper_rows)          # the paper's rows as before, extras after
+    extra = cells.iloc[len(paper_rows):].set_index(["benchmark", "metric"])
+    assert set(extra.method) == {"si"} and set(extra.run) == {"si"}  # "mine" has no Table 3 benchmark
+    assert set(extra.status) == {NOT_IN_PAPER} and extra.paper.isna().all() and extra.tolerance.isna().all()
+    assert extra.loc[("cifar100-10", "AP"), "mean"] == pytest.approx(0.62)
+    assert extra.loc[("cifar100-10", "AP"), "std"] == pytest.approx(0.02)           # sample std, ddof 1
+    assert extra.loc[("cifar100-10", "AF"), "mean"] == pytest.approx(0.14)
+    assert extra.loc[("cifar100-10", "AF"), "std"] == pytest.approx(0.052915, rel=1e-4)
+    assert extra.loc[("cifar100-10", "AP"), "n_seeds"] == 3
+    assert extra.loc[("miniimagenet-20", "AP"), "n_seeds"] == 0                    # a column it does not fill
+    assert sorted(set(zip(extra.index.get_level_values(0), extra.index.get_level_values(1)))) == \
+        sorted(set(zip(paper_rows.benchmark, paper_rows.metric)))                 # the table's own columns
+    rendered = table_markdown(cells)
+    line = next(row for row in rendered.splitlines() if row.startswith("| si "))
+    assert "0.620 ± 0.020" in line and "0.140 ± 0.053" in line and "→" not in line and "(" not in line
+    assert "Rows si: runs of methods the paper does not report" in rendered
+    t4 = table_cells(targets, summary, 4, extra_runs=["si"])
+    si4 = t4[t4.method == "si"]
+    par4 = t4[t4.method == "PAR"]
+    assert set(zip(si4.benchmark, si4.metric)) == set(zip(par4.benchmark, par4.metric))
+    assert si4[(si4.benchmark == "cifar100-10") & (si4.metric == "M_millions")]["mean"].item() == pytest.approx(1.2)
+    # Table 5 ablates PAR's components: no extra rows; a run without results: no row
+    assert extra_cells(targets, summary.assign(benchmark="cifar100-10"), 5, ["si"]).empty
+    assert extra_cells(targets, summary, 3, ["absent"]).empty
+    single = table_cells(targets, summary[summary.seed == 0], 3, extra_runs=["si"])
+    line = next(row for row in table_markdown(single).splitlines() if row.startswith("| si "))
+    assert re.search(r"\| 0\.600\s+\|", line) and "±" not in line                    # one seed: no ± std
 
 
 def test_readme_section_is_the_rendering_of_the_targets_file():

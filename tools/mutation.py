@@ -62,6 +62,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "ltg": ("par/learners/ltg.py", ["tests/test_growing.py"]),
     "mntdp": ("par/learners/mntdp.py", ["tests/test_growing.py"]),
     "job": ("par/learners/job.py", ["tests/test_learners.py", "tests/test_memory_methods.py"]),
+    "si": ("par/learners/si.py", ["tests/test_si.py"]),
 }
 
 
@@ -186,7 +187,6 @@ def run_module(name: str, max_children: int) -> dict:
         work = Path(tmp)
         shutil.copytree(REPO / "par", work / "par", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(REPO / "workflow" / "schemas", work / "workflow" / "schemas")   # the defaults
         (work / "pyproject.toml").write_text(
             (REPO / "pyproject.toml").read_text()
             + "\n[tool.mutmut]\n"

@@ -114,6 +114,7 @@ TARGET_CELLS = _schema(
     ("mean", pa.float64(), "mean over seeds (NaN when not run)"),
     ("std", pa.float64(), "sample std over seeds (0 for one seed)"),
     ("status", pa.string(), "within tolerance | gap | not run | not reproduced | no paper value | other benchmark | "
+                           "not in the paper (an extra row: a run of a method the paper does not report) | "
                            "reported from <paper> (a row the paper cites, par/data/paper_sources.csv)"),
 )
 

@@ -76,6 +76,7 @@ BUILTIN_MODULES = (
     "par.learners.growing",       # pn
     "par.learners.ltg",           # ltg
     "par.learners.mntdp",         # mntdp-s, mntdp-d
+    "par.learners.si",            # si: the worked example of docs/how-to/add-a-method.md
 )
 ENTRY_POINT_GROUP = "par.methods"
 # Top-level config keys a method section may not take.

@@ -9,18 +9,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from par.infra.formatting import format_number
-from par.paper.targets import METRIC_COLUMN, NOT_REPRODUCED, NOT_RUN, TABLE_TITLES, load_targets
+from par.paper.targets import METRIC_COLUMN, NOT_IN_PAPER, NOT_REPRODUCED, NOT_RUN, TABLE_TITLES, load_targets
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def cell_text(row) -> str:
-    """``paper → ours ± std (status)`` of one cell, as in the Markdown tables."""
+    """``paper → ours ± std (status)`` of one cell, as in the Markdown tables; a cell
+    of an extra row (a method not in the paper) is only ``ours ± std``, "–" without results."""
+    ours = format_number(row.mean) + (f" ± {format_number(row.std)}" if row.n_seeds > 1 else "")
+    if row.status == NOT_IN_PAPER:
+        return ours if row.n_seeds else "–"
     paper = format_number(row.paper)
     if row.status in (NOT_REPRODUCED, NOT_RUN) or row.n_seeds == 0:
         return f"{paper} ({row.status})"
-    ours = format_number(row.mean) + (f" ± {format_number(row.std)}" if row.n_seeds > 1 else "")
     return f"{paper} → {ours} ({row.status})"
 
 
@@ -39,8 +42,13 @@ def _wide(cells: pd.DataFrame) -> pd.DataFrame:
 
 def _notes(cells: pd.DataFrame) -> str:
     moved = cells[cells.measured_on.notna() & (cells.measured_on != cells.benchmark)]
-    return "".join(f"Runs of the {paper} columns were made on {ours} (paper_targets.ablation_benchmark).\n\n"
-                   for paper, ours in dict(zip(moved.benchmark, moved.measured_on)).items())
+    notes = "".join(f"Runs of the {paper} columns were made on {ours} (paper_targets.ablation_benchmark).\n\n"
+                    for paper, ours in dict(zip(moved.benchmark, moved.measured_on)).items())
+    extra = list(dict.fromkeys(cells.run[cells.status == NOT_IN_PAPER]))
+    if extra:
+        notes += (f"Rows {', '.join(extra)}: runs of methods the paper does not report, our mean ± std over seeds "
+                  "beside the paper's rows, no verdict.\n\n")
+    return notes
 
 
 def table_markdown(cells: pd.DataFrame, title: str | None = None) -> str:

@@ -29,6 +29,11 @@ standard deviation s, s = 0 for one seed), paper value p and tolerance τ:
 - ``other benchmark``: measured on another benchmark than the paper's (Table 5
   rows when ``paper_targets.ablation_benchmark`` is not CIFAR100-10): values
   shown, no verdict
+- ``not in the paper``: an extra row for a configured run whose method the paper
+  does not report (a method of one's own, e.g. ``si``): its mean ± std over seeds
+  on the table's benchmarks and metrics, beside the paper's rows, no paper value
+  and no verdict (:func:`runs_not_in_the_paper`, :func:`extra_cells`; Tables 1–4,
+  not Table 5, the ablation of PAR's own components)
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ NOT_RUN = "not run"
 NOT_REPRODUCED = "not reproduced"
 NO_PAPER_VALUE = "no paper value"
 OTHER_BENCHMARK = "other benchmark"
+NOT_IN_PAPER = "not in the paper"
 
 # Metric of the targets file -> column of tables/summary.parquet.
 METRIC_COLUMN = {"AP": "AP", "AF": "AF", "M_millions": "M_millions", "T_hours": "hours"}
@@ -155,9 +161,50 @@ def verdict(paper: float | None, tolerance: float | None, values: list[float] | 
     return (WITHIN if abs(mean - paper) <= tolerance + std else GAP), mean, std, n
 
 
+def runs_not_in_the_paper(run_methods: dict[str, str], rows: list[dict] | None = None) -> list[str]:
+    """The runs, in ``run_methods``' order, whose method the paper does not report.
+
+    ``run_methods``: configured run → its method.  The paper's methods are the
+    runs the targets ``rows`` name (default: :func:`target_rows`; their names are
+    those of ``config/config.yaml``, each its method's name, or a generated PAR
+    run) and the methods those runs have as configured.  Reads no pandas: the
+    workflow calls it while it is parsed.
+    """
+    named = {r["run"] for r in (target_rows() if rows is None else rows) if r["run"]}
+    paper_methods = named | {run_methods[r] for r in named if r in run_methods}
+    return [run for run, method in run_methods.items() if method not in paper_methods]
+
+
+def extra_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int, runs: list[str]) -> pd.DataFrame:
+    """The cells of the extra rows of paper table ``table``: one row per run of ``runs``
+    (methods not in the paper, :func:`runs_not_in_the_paper`) that has results in
+    ``summary`` on one of the table's benchmarks, one cell per (benchmark, metric)
+    column of the table, labelled by the run's name: ``n_seeds``, ``mean`` and the
+    sample ``std`` as :func:`verdict` computes them, no paper value, tolerance or
+    verdict (status ``not in the paper``).  None for Table 5, the ablation of
+    PAR's components.  Columns: :data:`par.infra.schemas.TARGET_CELLS`.
+    """
+    import pandas as pd
+
+    columns = targets[targets.table == table][["benchmark", "metric"]].drop_duplicates()
+    rows = []
+    for run in runs if table != 5 else []:
+        part = summary[(summary.run == run) & summary.benchmark.isin(columns.benchmark)]
+        if part.empty:
+            continue
+        for column in columns.itertuples(index=False):
+            values = part[part.benchmark == column.benchmark][METRIC_COLUMN[column.metric]].to_numpy()
+            _, mean, std, n = verdict(None, None, values)
+            rows.append({"table": int(table), "benchmark": column.benchmark, "method": run, "metric": column.metric,
+                         "paper": None, "tolerance": None, "run": run, "measured_on": column.benchmark,
+                         "n_seeds": n, "mean": mean, "std": std, "status": NOT_IN_PAPER})
+    return pd.DataFrame(rows, columns=schemas.TARGET_CELLS.names).astype({"paper": "float64", "tolerance": "float64"})
+
+
 def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
-                measured_on: dict[str, str] | None = None) -> pd.DataFrame:
-    """Every cell of paper table ``table`` with the reproduction and its verdict.
+                measured_on: dict[str, str] | None = None, extra_runs: list[str] = ()) -> pd.DataFrame:
+    """Every cell of paper table ``table`` with the reproduction and its verdict,
+    then the cells of the rows of ``extra_runs`` (:func:`extra_cells`).
 
     ``summary``: one row per (benchmark, run, seed) (tables/summary.parquet
     columns).  ``measured_on`` maps a paper benchmark to the benchmark the runs
@@ -187,4 +234,6 @@ def table_cells(targets: pd.DataFrame, summary: pd.DataFrame, table: int,
                      "paper": paper, "tolerance": None if pd.isna(cell.tolerance) else float(cell.tolerance),
                      "run": cell.run if has_run else None, "measured_on": bench if has_run else None,
                      "n_seeds": n, "mean": mean, "std": std, "status": status})
-    return pd.DataFrame(rows, columns=schemas.TARGET_CELLS.names)
+    cells = pd.DataFrame(rows, columns=schemas.TARGET_CELLS.names)
+    extra = extra_cells(targets, summary, table, list(extra_runs))
+    return pd.concat([cells, extra], ignore_index=True) if len(extra) else cells

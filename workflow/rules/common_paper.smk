@@ -2,9 +2,11 @@
 table and figure needs (input functions named get_*, as in common.smk)."""
 from par.paper.ablations import selected_switches, sweep_run, switch_status
 from par.infra.io import atomic_path
-from par.paper.targets import TABLE_TITLES, target_rows
+from par.paper.targets import TABLE_TITLES, runs_not_in_the_paper, target_rows
 
 TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
+# Runs of methods the paper does not report (e.g. a method of one's own): extra rows of Tables 1-4.
+EXTRA_RUNS = runs_not_in_the_paper({r: s["method"] for r, s in RUNS.items()}, TARGET_ROWS)
 ABLATION_BENCHMARK = PAPER_TARGETS["ablation_benchmark"]
 PAPER_TABLES = sorted(TABLE_TITLES)
 
@@ -37,6 +39,8 @@ def paper_table_metrics(number):
     if number == 5:
         rows = [r for r in rows if r["method"] in PAPER_TARGETS["table5_rows"]]
     runs = {r["run"] for r in rows if r["run"]}
+    if number != 5:  # Table 5 ablates PAR's own components
+        runs |= set(EXTRA_RUNS)
     return _metrics(_table_benchmarks(number), runs)
 
 
