@@ -186,7 +186,6 @@ def run_module(name: str, max_children: int) -> dict:
         work = Path(tmp)
         shutil.copytree(REPO / "par", work / "par", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(REPO / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(REPO / "workflow" / "schemas", work / "workflow" / "schemas")   # the defaults
         (work / "pyproject.toml").write_text(
             (REPO / "pyproject.toml").read_text()
             + "\n[tool.mutmut]\n"
