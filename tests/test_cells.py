@@ -108,3 +108,24 @@ def test_factorized_reduce_switch_reaches_experts_and_the_supernet():
         reduces = [m for m in net.modules() if isinstance(m, FactorizedReduce)]
         assert reduces and all(m.apply_bn is flag for m in reduces)
     assert all(not m.apply_bn for m in MultiHeadModel(spec).body.modules() if isinstance(m, FactorizedReduce))
+
+
+def test_body_kinds_come_from_the_registry_each_body_module_fills():
+    """Every body kind a spec may name is registered by its module (par.nets.bodies);
+    build_body picks the builder by name and an unknown kind names the known ones."""
+    from par.nets.bodies import BODIES
+    from par.nets.growing_bodies import GrowBody, ModularBody, ProgressiveBody
+    from par.nets.hat_bodies import HATMLP, HATLightResNet18
+    from par.nets.model import build_body
+
+    assert sorted(BODIES) == ["expert", "hat_light_resnet18", "hat_mlp", "light_resnet18", "ltg", "mntdp", "pn"]
+    genotype = uniform_genotype("max_pool_3x3", "max_pool_3x3").to_json()
+    kinds = {"expert": ({"genotype": genotype, "channels": 4, "n_layers": 2}, Expert),
+             "light_resnet18": ({"width": 2}, LightResNet18), "hat_light_resnet18": ({"width": 2}, HATLightResNet18),
+             "hat_mlp": ({"in_features": 12, "hidden": 3}, HATMLP), "pn": ({"width": 2}, ProgressiveBody),
+             "ltg": ({"width": 2}, GrowBody), "mntdp": ({"width": 2}, ModularBody)}
+    for kind, (spec, cls) in kinds.items():
+        assert type(build_body({"kind": kind, **spec})) is cls, kind
+    assert build_body({"kind": "light_resnet18", "width": 3}).out_features == 3
+    with pytest.raises(ValueError, match=r"^unknown body kind 'resnet50'; registered: \['expert', 'hat_light_resnet18', "):
+        build_body({"kind": "resnet50"})
