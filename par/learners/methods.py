@@ -32,7 +32,14 @@ def get_method(name: str) -> "Method":
 
 
 class Method:
-    """Base class; ``needs_plan`` methods take their assignments from ``plan.json``."""
+    """Base class; ``needs_plan`` methods take their assignments from ``plan.json``.
+
+    ``body_kind``: the body a fresh model of the method builds (``par.nets``).
+    A method registers under its name with ``@register_method("name")``; a
+    subclass of :class:`Finetune` chains like finetune and learns every task
+    with the strategy registered under the same name.  The workflow finds the
+    module that registers it through :mod:`par.learners.catalog`.
+    """
 
     name: ClassVar[str] = "base"
     needs_plan: ClassVar[bool] = False
