@@ -1,14 +1,30 @@
-"""environment.yml carries the same dependencies as pyproject.toml and installs with pip."""
+"""The environment files agree (issue 27): requirements.lock pins, with hashes, every
+package that pyproject.toml, environment.yml and workflow/envs/par.yaml name, at
+versions their ranges admit; environment.yml carries the same dependencies as
+pyproject.toml and installs with pip; an environment made by ./run holds exactly the
+lock; every output records the lock's hash."""
+import hashlib
+import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from par.infra import provenance, schemas
 
 REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "requirements.lock"
+_spec = importlib.util.spec_from_file_location("lockcheck", REPO / "tools" / "lockcheck.py")
+lockcheck = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lockcheck)
 # conda package name -> PyPI name
 CONDA_TO_PYPI = {"pytorch": "torch", "snakemake-minimal": "snakemake"}
 
@@ -39,7 +55,7 @@ def test_environment_yml_matches_pyproject():
 
 def test_rule_environment_is_the_runtime_part_of_environment_yml():
     runtime = {k: v for k, v in conda_requirements().items()
-               if k not in ("snakemake", "snakemake-executor-plugin-slurm", "pytest", "pyyaml")}
+               if k not in ("snakemake", "snakemake-executor-plugin-slurm", "pytest", "pyyaml", "snakefmt")}
     assert conda_requirements(REPO / "workflow/envs/par.yaml") == runtime
 
 
@@ -49,3 +65,127 @@ def test_environment_packages_resolve_with_pip():
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", *specs],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# ---- requirements.lock --------------------------------------------------------------------
+
+def lock_command() -> list[str]:
+    """The `uv pip compile` command the lock's header records."""
+    header = LOCK.read_text().splitlines()[:3]
+    line = next(line for line in header if "pip compile" in line)
+    return shlex.split(line.lstrip("# "))
+
+
+def locked_extras() -> list[str]:
+    command = lock_command()
+    return [command[i + 1] for i, word in enumerate(command) if word == "--extra"]
+
+
+def test_lock_pins_every_package_with_hashes_for_linux_python_311():
+    command = lock_command()
+    assert command[:3] == ["uv", "pip", "compile"] and "--generate-hashes" in command
+    assert command[command.index("--python-version") + 1] == "3.11"
+    assert command[command.index("--python-platform") + 1] == "x86_64-manylinux_2_28"
+    assert command[3:5] == ["pyproject.toml", "tools/lock.in"]
+    # CI installs the lock and runs the tests and builds the docs: both extras are in it
+    assert {"test", "docs"} <= set(locked_extras())
+    pins = lockcheck.read_lock(LOCK)  # raises for an unpinned or hash-less line
+    assert len(pins) > 100
+    # the releases on this project's machines, never a +cpu local version
+    assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")
+    # the installer and build backend too: the environment holds nothing the lock does not name
+    assert {"pip", "setuptools"} <= set(pins)
+
+
+def test_read_lock_refuses_unpinned_or_unhashed_lines(tmp_path):
+    good = "numpy==2.4.6 \\\n    --hash=sha256:" + "0" * 64 + "\n    # via par\n"
+    assert lockcheck.read_lock(write(tmp_path / "ok.txt", good)) == {"numpy": "2.4.6"}
+    with pytest.raises(ValueError, match=r"bad.txt:1: not a `name==version` pin"):
+        lockcheck.read_lock(write(tmp_path / "bad.txt", "numpy>=2\n"))
+    with pytest.raises(ValueError, match=r"2: Py-Yaml is pinned without a --hash"):
+        lockcheck.read_lock(write(tmp_path / "nohash.txt", "# header\nPy-Yaml==6.0\n"))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_lock_holds_what_pyproject_and_lock_in_ask_for_at_admitted_versions():
+    pins = lockcheck.read_lock(LOCK)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requested = list(project["dependencies"])
+    for extra in locked_extras():
+        requested += project["optional-dependencies"][extra]
+    requested += [line for line in (REPO / "tools/lock.in").read_text().splitlines()
+                  if line.strip() and not line.startswith("#")]
+    for text in requested:
+        req = Requirement(text)
+        name = lockcheck.normalise(req.name)
+        assert name in pins, f"{req.name} (pyproject.toml or tools/lock.in) is not in the lock: ./run lock"
+        assert req.specifier.contains(pins[name], prereleases=True), \
+            f"{req.name}: the lock's {pins[name]} is outside {req.specifier}: ./run lock"
+        for extra in req.extras:  # mkdocstrings[python] brings mkdocstrings-python
+            assert f"{name}-{extra}" in pins, f"{text}: the lock lacks {name}-{extra}"
+
+
+def conda_specifier(spec: str) -> SpecifierSet:
+    """A conda version spec as a PEP 440 specifier set (conda's fuzzy `=1.2` is `==1.2.*`)."""
+    spec = spec.strip()
+    if re.fullmatch(r"=[^=<>!].*", spec):
+        spec = f"=={spec[1:]}.*"
+    return SpecifierSet(spec.replace(" ", ""))
+
+
+@pytest.mark.parametrize("path", ["environment.yml", "workflow/envs/par.yaml"])
+def test_conda_environments_admit_the_locked_versions(path):
+    pins = lockcheck.read_lock(LOCK)
+    for name, spec in conda_requirements(REPO / path).items():
+        name = lockcheck.normalise(name)
+        assert name in pins, f"{path} names {name}, which the lock does not"
+        assert conda_specifier(spec).contains(pins[name], prereleases=True), \
+            f"{path}: {name}{spec} excludes the locked {pins[name]}"
+
+
+def test_conda_specifier():
+    assert conda_specifier(">=2.2").contains("2.14.1")
+    assert conda_specifier("=2.14").contains("2.14.1") and not conda_specifier("=2.14").contains("2.15.0")
+    assert not conda_specifier("==2.13.0").contains("2.14.1")
+
+
+def test_compare_names_each_difference():
+    assert lockcheck.compare({"a": "1", "b": "2"}, {"a": "1", "b": "2"}) == []
+    assert lockcheck.compare({"a": "1", "extra": "3"}, {"a": "2", "b": "2"}) == [
+        "a: installed 1, locked 2", "b: installed nothing, locked 2", "extra: installed 3, locked nothing"]
+    assert lockcheck.parse_freeze(["Foo_Bar==1.0", "pip==26.3"]) == {"foo-bar": "1.0", "pip": "26.3"}
+    with pytest.raises(ValueError, match="pinned release"):
+        lockcheck.parse_freeze(["foo @ file:///tmp/foo"])
+
+
+def test_an_environment_made_by_run_holds_exactly_the_lock():
+    """Where ./run made this environment (it writes the lock's sha256 into
+    <venv>/.par-lock), every installed distribution is at the locked version and
+    nothing else is installed but this project."""
+    stamp = Path(sys.prefix) / ".par-lock"
+    if not stamp.is_file():
+        pytest.skip(f"{sys.prefix} was not made by ./run (no .par-lock)")
+    assert stamp.read_text().strip() == hashlib.sha256(LOCK.read_bytes()).hexdigest(), \
+        "requirements.lock changed since this environment was made: ./run env"
+    installed = {lockcheck.normalise(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed.pop("par-pipeline")
+    assert lockcheck.compare(installed, lockcheck.read_lock(LOCK)) == []
+
+
+# ---- the lock in each output's provenance --------------------------------------------------
+
+def test_provenance_records_the_lock_hash(tmp_path):
+    assert provenance.LOCK_FILE == REPO / "requirements.lock"
+    record = provenance.provenance({"code": "sha256:x", "epochs": 1}, "cpu")
+    assert set(record) == set(schemas.PROVENANCE) - {"upstream"}
+    assert record["lock"] == "sha256:" + hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    other = write(tmp_path / "requirements.lock", "numpy==1\n")
+    assert provenance.lock_hash(other) == "sha256:" + hashlib.sha256(b"numpy==1\n").hexdigest()
+    assert provenance.lock_hash(tmp_path / "absent.lock") is None
+    upstream = provenance.upstream_of([{**record, "lock": "sha256:b"}, {**record, "lock": None},
+                                       {**record, "lock": "sha256:a", "upstream": {"lock": ["sha256:b"]}}])
+    assert upstream["lock"] == ["sha256:a", "sha256:b"] and set(upstream) == set(schemas.PROVENANCE_UPSTREAM)
