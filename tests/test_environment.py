@@ -189,3 +189,37 @@ def test_provenance_records_the_lock_hash(tmp_path):
     upstream = provenance.upstream_of([{**record, "lock": "sha256:b"}, {**record, "lock": None},
                                        {**record, "lock": "sha256:a", "upstream": {"lock": ["sha256:b"]}}])
     assert upstream["lock"] == ["sha256:a", "sha256:b"] and set(upstream) == set(schemas.PROVENANCE_UPSTREAM)
+
+
+# ---- Python 3.11 before 3.11.4 (Debian 12's python3 is 3.11.2) -----------------------------
+
+def write_archive(path: Path, members: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_archives_extract_without_extraction_filters(tmp_path, monkeypatch):
+    """Where tarfile has no filter="data" (Python < 3.11.4), the files are extracted
+    all the same and a name leaving the target folder is refused."""
+    import tarfile
+
+    from par.streams.datasets import DatasetUnavailable
+    from par.streams.datasets.image_folder import extracted
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = write_archive(tmp_path / "good.tar.gz", {"d/train/cat/1.png": b"x", "d/test/cat/2.png": b"yz"})
+    tmp = extracted(good, tmp_path)
+    assert (Path(tmp.name) / "d/test/cat/2.png").read_bytes() == b"yz"
+    assert sorted(p.name for p in Path(tmp.name).rglob("*.png")) == ["1.png", "2.png"]
+    tmp.cleanup()
+    evil = write_archive(tmp_path / "evil.tar.gz", {"d/../../escaped.png": b"x"})
+    with pytest.raises(DatasetUnavailable, match="outside the target folder"):
+        extracted(evil, tmp_path)
+    assert not (tmp_path.parent / "escaped.png").exists()
