@@ -223,3 +223,69 @@ def test_archives_extract_without_extraction_filters(tmp_path, monkeypatch):
     with pytest.raises(DatasetUnavailable, match="outside the target folder"):
         extracted(evil, tmp_path)
     assert not (tmp_path.parent / "escaped.png").exists()
+
+
+# ---- ./run makes the environment from the lock ----------------------------------------------
+
+# six, and setuptools to build the checkout without build isolation (as requirements.lock)
+SIX_LOCK = """\
+setuptools==84.2.1 \\
+    --hash=sha256:3ff8b3b5492a0aa66960f4419365a86b84e013070d4313e4d4a6894f5d64d6bc \\
+    --hash=sha256:ca140b45d5325a9478f880e351484f62fef15f336462e449ca0c03c873d589c2
+six==1.16.0 \\
+    --hash=sha256:1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926 \\
+    --hash=sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254
+"""
+
+
+def run_script(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", str(folder / "run"), *args], capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "PYTHON": sys.executable})
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="./run is for Linux")
+def test_run_makes_the_environment_from_the_lock_once_and_again_when_it_changes(tmp_path):
+    """./run env on a checkout whose lock pins two packages (from PyPI): .venv
+    holds exactly the lock and the project (editable), the stamp holds the lock's
+    sha256; a second call installs nothing; a new lock makes .venv again; a .venv
+    that ./run did not make is left alone."""
+    (tmp_path / "run").write_bytes((REPO / "run").read_bytes())
+    (tmp_path / "requirements.lock").write_text(SIX_LOCK)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "tiny"\nversion = "1"\n'
+                                             '[tool.setuptools]\npy-modules = ["tiny"]\n')
+    (tmp_path / "tiny.py").write_text("X = 1\n")
+    result = run_script(tmp_path, "env")
+    assert result.returncode == 0, result.stderr[-3000:]
+    venv = tmp_path / ".venv"
+    assert (venv / ".par-lock").read_text().strip() == hashlib.sha256(SIX_LOCK.encode()).hexdigest()
+    assert not (venv / ".par-building").exists()
+    freeze = subprocess.run([venv / "bin/python", "-m", "pip", "freeze", "--all"], capture_output=True,
+                            text=True).stdout
+    assert lockcheck.compare(lockcheck.parse_freeze([line for line in freeze.splitlines()
+                                                     if not line.startswith(("#", "-e", "pip=="))]),
+                             lockcheck.read_lock(tmp_path / "requirements.lock")) == []
+    assert "tiny" in freeze  # the checkout, editable
+    marker = venv / "made-before"
+    marker.write_text("")
+    assert run_script(tmp_path, "env").returncode == 0 and marker.exists()  # up to date: untouched
+
+    (tmp_path / "requirements.lock").write_text("# a new lock\n" + SIX_LOCK)
+    result = run_script(tmp_path, "env")
+    assert result.returncode == 0 and "changed since .venv was made" in result.stderr
+    assert not marker.exists()
+    assert (venv / ".par-lock").read_text().strip() == lockcheck_sha(tmp_path / "requirements.lock")
+
+    (venv / ".par-lock").unlink()  # a .venv made by hand
+    result = run_script(tmp_path, "env")
+    assert result.returncode == 1 and "was not made from requirements.lock by ./run" in result.stderr
+    assert (venv / "bin/python").exists()
+
+
+def lockcheck_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_without_a_command_prints_its_usage():
+    result = subprocess.run(["sh", str(REPO / "run")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "./run demo" in result.stderr and "./run test" in result.stderr and "./run lock" in result.stderr
