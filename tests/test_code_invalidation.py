@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = ("par", "finetune")
 TASKS = range(1, 6)
 WEIGHTS = "torchvision resnet18 random init (seed 0)"
+LOCK = provenance.lock_hash(REPO / "requirements.lock")  # the copy's lock has the same bytes
 
 
 # ---- the import closure, on a small generated package -------------------------------------
@@ -149,7 +150,8 @@ def copied_run(full_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("code_invalidation")
     repo = base / "repo"
     repo.mkdir()
-    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    for name in ("Snakefile", "requirements.lock"):
+        shutil.copy2(REPO / name, repo / name)
     for name in ("workflow", "par", "config"):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     workdir = fork(full_run, base)
@@ -205,6 +207,8 @@ def test_unchanged_code_reruns_nothing_and_parsing_imports_no_torch(copied_run):
     # training: every learn job and PAR's one cell search (par.search.mdl imports the loop), never
     # features, prototypes, distances or the plan
     ("par/training.py", LEARN_ALL | {("search_cell", "par", 1)} | TAIL),
+    # a new lock file is recorded in the provenance, never a param: it re-runs nothing
+    ("requirements.lock", set()),
 ])
 def test_library_change_reruns_exactly_the_jobs_that_execute_it(copied_run, module, expected):
     assert dry_run_after_editing(copied_run, module) == expected
@@ -328,6 +332,7 @@ def test_every_output_records_its_provenance(copied_run):
         assert record["versions"] == expected_versions(), path
         assert record["device"] == device, path
         assert record["extractor_weights"] == weights, path
+        assert record["lock"] == LOCK, path
         if job_config is not None:
             assert record["config"] == {**job_config, **({} if script != "distances" else relatedness)}, path
     assert read_provenance(res / "relatedness/cifar10-5/seed0/distances.parquet")["config"] == relatedness
@@ -352,3 +357,4 @@ def test_every_output_records_its_provenance(copied_run):
     assert upstream["extractor_weights"] == sorted({WEIGHTS, "unused"})
     assert upstream["device"] == ["cpu", "cpu (1 threads)"]
     assert upstream["versions"] == [expected_versions()]
+    assert upstream["lock"] == [LOCK]

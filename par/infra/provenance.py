@@ -36,6 +36,9 @@ PACKAGE = "par"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # Distributions whose versions every output records.
 VERSIONED = ("torch", "torchvision", "numpy", "snakemake")
+# The lock file of the checkout the package is imported from (issue 27): every package of
+# the environment pinned with hashes; absent where ``par`` is installed from a wheel.
+LOCK_FILE = PACKAGE_ROOT.parent / "requirements.lock"
 
 
 # ---- the import closure -----------------------------------------------------------------
@@ -245,6 +248,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+def lock_hash(path: str | Path = LOCK_FILE) -> str | None:
+    """``sha256:<hex>`` of the bytes of the lock file ``path`` (default
+    :data:`LOCK_FILE`, ``requirements.lock`` beside the ``par`` package), or
+    None when there is no such file.  Recorded in every output's provenance,
+    never a param: a new lock by itself re-runs no job.  The lock is what
+    ``./run`` installs the environment from; :func:`versions` records what ran."""
+    try:
+        return f"sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}"
+    except FileNotFoundError:
+        return None
+
+
 def _json_ready(value: Any) -> Any:
     """Params as plain JSON values (Snakemake's Namedlist and tuples become lists)."""
     return json.loads(json.dumps(value, default=lambda o: dict(o) if isinstance(o, Mapping) else list(o)))
@@ -252,12 +267,13 @@ def _json_ready(value: Any) -> Any:
 
 def upstream_of(records: Iterable[Mapping]) -> dict[str, list]:
     """Union of the provenance of a job's inputs, each taken with its own
-    ``upstream``: distinct code hashes, extractor weights, devices and version
-    sets that went into them, sorted.  ``records``: provenance dicts."""
-    code, weights, devices, version_sets = set(), set(), set(), set()
+    ``upstream``: distinct code hashes, extractor weights, devices, lock file
+    hashes and version sets that went into them, sorted.  ``records``: provenance dicts."""
+    code, weights, devices, locks, version_sets = set(), set(), set(), set(), set()
     for record in records:
         for p in (record, record.get("upstream") or {}):
-            for target, key in ((code, "code_hash"), (weights, "extractor_weights"), (devices, "device")):
+            for target, key in ((code, "code_hash"), (weights, "extractor_weights"), (devices, "device"),
+                                (locks, "lock")):
                 value = p.get(key)
                 values = value if isinstance(value, list) else [value]
                 target.update(v for v in values if v is not None)
@@ -266,7 +282,7 @@ def upstream_of(records: Iterable[Mapping]) -> dict[str, list]:
                 if v:
                     version_sets.add(json.dumps(v, sort_keys=True))
     return {"code_hash": sorted(code), "extractor_weights": sorted(weights), "device": sorted(devices),
-            "versions": [json.loads(v) for v in sorted(version_sets)]}
+            "lock": sorted(locks), "versions": [json.loads(v) for v in sorted(version_sets)]}
 
 
 def provenance(params: Mapping, device: str, *, extractor_weights: str | None = None,
@@ -279,14 +295,15 @@ def provenance(params: Mapping, device: str, *, extractor_weights: str | None = 
     jobs without tensors).  extractor_weights: weights provenance string of the
     features this job read, 'unused' or None when it reads none.
     upstream: provenance dicts of the job's inputs (:func:`upstream_of`).
+    The record's ``lock`` is :func:`lock_hash` of the checkout's lock file.
 
     Raises KeyError when ``params`` has no ``code`` entry.
     """
     params = dict(params.items())
     code = params.pop("code")
     upstream = list(upstream)
-    record = {"code_hash": code, "config": _json_ready(params), "versions": versions(), "device": device,
-              "extractor_weights": extractor_weights}
+    record = {"code_hash": code, "config": _json_ready(params), "versions": versions(), "lock": lock_hash(),
+              "device": device, "extractor_weights": extractor_weights}
     if upstream:
         record["upstream"] = upstream_of(upstream)
     return record

@@ -146,6 +146,9 @@ PROVENANCE = {
                  "(par.infra.provenance.code_hash; the rule's param 'code')",
     "config": "the job's resolved config: its params as Snakemake passed them, without 'code' (JSON object)",
     "versions": "versions of python, torch, torchvision, numpy and snakemake in the job's environment",
+    "lock": "'sha256:<hex>' of requirements.lock beside the par package (every package of the environment "
+            "pinned with hashes; par.infra.provenance.lock_hash), null where there is none (par installed "
+            "from a wheel); recorded only: a new lock re-runs no job",
     "device": "where the job computed: 'cpu (N threads)' or 'cuda:i <GPU name>' for torch jobs, "
               "'cpu' for bookkeeping jobs",
     "extractor_weights": "the relatedness extractor's weights (par.relatedness.extractor.weights_provenance) of the features "
@@ -158,5 +161,6 @@ PROVENANCE_UPSTREAM = {
     "code_hash": "sorted distinct code hashes of every job the inputs came from",
     "extractor_weights": "sorted distinct extractor weights of the inputs",
     "device": "sorted distinct devices the inputs were computed on",
+    "lock": "sorted distinct lock file hashes of the inputs (null ones left out)",
     "versions": "distinct version sets of the inputs (list of objects like 'versions')",
 }

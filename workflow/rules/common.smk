@@ -221,13 +221,18 @@ def mem_mb_per_attempt(mb):
     return lambda wildcards, attempt: mb * attempt
 
 
+# This file's folder, not the working directory's nor the main Snakefile's: the workflow
+# also runs as a module of another project's Snakefile (docs/how-to/use-as-module.md).
+SCRIPTS = Path(workflow.current_basedir).parent / "scripts"
+
+
 @functools.lru_cache(maxsize=None)
 def code_version(script):
     """The param ``code`` of a rule: a hash of workflow/scripts/``script`` and
     of every par module it imports, transitively (par.infra.provenance.code_hash),
     so that a change of the library re-runs exactly the jobs that execute it.
     Memoised on disk by file signatures (par.infra.provenance.cached_code_hash)."""
-    return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / script)
+    return cached_code_hash(SCRIPTS / script)
 
 
 def get_learn_code(wildcards):

@@ -133,12 +133,27 @@ def _read_tree(info: DatasetInfo, tree: Path, description: str) -> ImageArrays:
                        classes, description)
 
 
+def _plain_members(tar: tarfile.TarFile):
+    """The files and folders of ``tar``, for Pythons without extraction filters
+    (before 3.11.4); raises tarfile.TarError for a name that would land outside the
+    target folder, as ``filter="data"`` does.  Links and devices are left out."""
+    for member in tar:
+        name = Path(member.name)
+        if name.is_absolute() or ".." in name.parts:
+            raise tarfile.TarError(f"{member.name!r} would be extracted outside the target folder")
+        if member.isfile() or member.isdir():
+            yield member
+
+
 def extracted(archive: Path, scratch_dir: Path):
     """Context manager: ``archive`` extracted into a temporary folder of ``scratch_dir``."""
     tmp = tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".extract-")
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp.name, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp.name, filter="data")
+            else:  # Python < 3.11.4 (Debian 12 has 3.11.2): no filters
+                tar.extractall(tmp.name, members=_plain_members(tar))
     except (tarfile.TarError, EOFError, OSError) as err:
         tmp.cleanup()
         raise DatasetUnavailable(f"{archive} is not a readable .tar.gz archive: {err}") from err
