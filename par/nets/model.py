@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
+from par.nets.blocks import BasicBlock
 from par.nets.cells import Expert, Genotype
 from par.infra.io import atomic_path
 
@@ -30,7 +30,7 @@ GROWING_KINDS = ("pn", "ltg", "mntdp")
 
 class LightResNet18(nn.Module):
     """The light ResNet18 of MNTDP (docs/spec.md §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
-    4 stages × 2 torchvision BasicBlocks, all ``width`` channels, strides 1/2/2/2,
+    4 stages × 2 BasicBlocks (par.nets.blocks, torchvision's), all ``width`` channels, strides 1/2/2/2,
     global average pool → (n, width).  ≈ 0.606 M parameters at width 64."""
 
     def __init__(self, width: int = 64, in_channels: int = 3):
