@@ -211,6 +211,31 @@ def processes(jobs: list[tuple[str, dict]], runs: list[Run]) -> int:
         r.n_tasks for r in runs if r.label.endswith("(PAR)"))
 
 
+def learn_startup(results_dir: str | Path) -> list[dict]:
+    """Start-up of every learn job of a finished run: the process's wall time (column ``s``
+    of ``benchmarks/learn_task/<bench>/seed<s>/<run>/task<t>.tsv``) minus the record's own
+    clock (``seconds`` of ``runs/<bench>/seed<s>/<run>/states/task<t>.json``), in seconds.
+    Raises FileNotFoundError when the folder holds no learn benchmark."""
+    import csv
+    import json
+
+    results_dir = Path(results_dir)
+    rows = []
+    for tsv in sorted((results_dir / "benchmarks" / "learn_task").glob("*/seed*/*/task*.tsv")):
+        bench, seed, run, task = tsv.relative_to(results_dir / "benchmarks" / "learn_task").with_suffix("").parts
+        record = results_dir / "runs" / bench / seed / run / "states" / f"{task}.json"
+        if not record.exists():
+            continue
+        with open(tsv) as f:
+            wall = float(next(csv.DictReader(f, delimiter="\t"))["s"])
+        learned = json.loads(record.read_text())["seconds"]
+        rows.append({"job": f"{bench}/{seed}/{run}/{task}", "wall_seconds": wall, "learn_seconds": learned,
+                     "startup_seconds": wall - learned})
+    if not rows:
+        raise FileNotFoundError(f"no learn_task benchmark with its record under {results_dir}")
+    return rows
+
+
 def profile_table(result: dict, jobs, runs: list[Run], chains: list[set], *, job_startup: float,
                   snakemake_startup: float, queue_wait_minutes: float) -> str:
     """Per profile: submissions, start-up GPU-hours and the longest chain's makespan with queue waits."""
@@ -253,16 +278,28 @@ def table(result: dict, runs: list[Run], counts: Counter) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("target", nargs="?", default="paper")
+    p.add_argument("target", nargs="?", default="paper", help="'none' with --startup-from: only measure")
     p.add_argument("--configfile", nargs="+", default=[str(ROOT / "config/config.yaml")])
     p.add_argument("--dry-run-output", help="read this saved `snakemake -n` output instead of running it")
     p.add_argument("--job-startup-seconds", type=float, default=JOB_STARTUP_SECONDS,
                    help="start-up of one job process (default: %(default)s s, the demo's learn jobs)")
     p.add_argument("--snakemake-startup-seconds", type=float, default=SNAKEMAKE_STARTUP_SECONDS,
                    help="workflow parse of the Snakemake inside each SLURM job (default: %(default)s s)")
+    p.add_argument("--startup-from", metavar="RESULTS_DIR",
+                   help="measure the job start-up on a finished run's learn jobs (benchmark TSV − record) "
+                        "and use their mean")
     p.add_argument("--queue-wait-minutes", type=float, default=10.0,
                    help="queue wait of one submission on your cluster (default: %(default)s min)")
     args = p.parse_args(argv)
+    if args.startup_from:
+        rows = learn_startup(args.startup_from)
+        total, learned = sum(r["wall_seconds"] for r in rows), sum(r["startup_seconds"] for r in rows)
+        args.job_startup_seconds = learned / len(rows)
+        print(f"start-up of {len(rows)} learn jobs in {args.startup_from}: {learned:.1f} s of their {total:.1f} s "
+              f"({100 * learned / total:.0f} %), {args.job_startup_seconds:.2f} s per job "
+              f"(min {min(r['startup_seconds'] for r in rows):.2f}, max {max(r['startup_seconds'] for r in rows):.2f})")
+        if args.target == "none":
+            return 0
     if args.dry_run_output:
         text = Path(args.dry_run_output).read_text()
     else:
