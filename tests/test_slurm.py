@@ -12,12 +12,15 @@ not idle, and, for inspection, --slurm-keep-successful-logs and --verbose
 allocates one GPU to each such job and sets CUDA_VISIBLE_DEVICES, which the
 cluster's task prolog writes into the job's SLURM log.
 
+The paper-scale profile (workflow/profiles/slurm-paper) runs finetune's 5-task
+chain up to its accuracy matrix: one allocation for the chain (issue 28).
+
 Needs root and ``apt-get install -y slurm-wlm munge``; with ``slurmdbd
 mariadb-server`` as well, the cluster keeps accounts and the executor's default
 status command, sacct, is used, else ``--slurm-status-command squeue``.
 PAR_SLURM_ACCOUNTING=0 forces the squeue variant.  Skipped where the cluster
 cannot start (see local_cluster.cannot_start).  About 1.5 minutes, 4 s of it
-for the cluster.
+for the cluster, and as much again for the paper profile.
 """
 from __future__ import annotations
 

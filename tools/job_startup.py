@@ -30,11 +30,12 @@ IMPORTS = ("import sys\n"
            "print(' '.join(m for m in sys.argv[2:] if m in sys.modules))\n")
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of the child, its stdout) of one run of ``cmd``."""
+def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the child, its stdout) of one run of ``cmd`` in ``cwd``
+    (``python -c`` puts the working directory first on sys.path: the checkout's own par)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode:
@@ -53,7 +54,7 @@ def main() -> None:
     print(f"{args.script} imports in {args.repo} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
     for label, cmd in (("import torch", [sys.executable, "-c", "import torch"]),
                        (args.script, [sys.executable, "-c", IMPORTS, script, *HEAVY])):
-        runs = [timed(cmd, env) for _ in range(args.repeat)]
+        runs = [timed(cmd, env, args.repo) for _ in range(args.repeat)]
         walls, cpus = [w for w, _, _ in runs], [c for _, c, _ in runs]
         print(f"{label}: wall min {min(walls):.2f} s, median {statistics.median(walls):.2f} s; CPU min "
               f"{min(cpus):.2f} s, median {statistics.median(cpus):.2f} s ({args.repeat} runs)"
