@@ -256,10 +256,15 @@ def profile_table(result: dict, jobs, runs: list[Run], chains: list[set], *, job
             chain = f"{waits}, {hours:.1f} h ({critical.label}, {critical.n_tasks} tasks)"
         lines.append(f"| {profile} | {n} | {startup_hours:.1f} | {chain} |")
     par = [r for r in runs if r.label.endswith("(PAR)")]
+    counts = Counter(rule for rule, _ in jobs)
+    lines.append(f"\nslurm-paper: {len(chains)} learn chains in the dry run, {counts.get('extract_features', 0)} "
+                 f"extract_features jobs in arrays of up to {ARRAY_LIMIT}.")
     if par:
-        lines.append(f"\nPAR behind the plan checkpoint: {sum(r.n_tasks for r in par)} tasks counted as "
-                     f"{2 * sum(r.n_tasks for r in par)} jobs (slurm) and as many allocations as tasks, an upper "
-                     f"bound (slurm-paper: one per task group; at least {len(par)}).")
+        n_par = sum(r.n_tasks for r in par)
+        at_least = submissions(jobs, runs, chains)["slurm-paper"] - n_par + len(par)
+        lines.append(f"PAR behind the plan checkpoint: {n_par} tasks counted as {2 * n_par} jobs (slurm) and as "
+                     f"{n_par} allocations (slurm-paper, one per task group: an upper bound; with one group per "
+                     f"run {at_least} submissions in all).")
     return "\n".join(lines)
 
 
