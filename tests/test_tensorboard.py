@@ -103,7 +103,8 @@ def test_learn_and_search_jobs_write_curves_and_the_switch_reruns_nothing(cifar1
     config["runs"] = {"finetune": {"method": "finetune"}, "par": {"method": "par"}}
     config["training"]["epochs"] = 2
     config["tensorboard"] = True
-    result = snakemake(tmp_path, config, "all_tables")
+    targets = [f"results/runs/cifar10-5/seed0/{run}/accuracy_matrix.parquet" for run in config["runs"]]
+    result = snakemake(tmp_path, config, *targets, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     root = tmp_path / "results" / "tensorboard" / "cifar10-5" / "seed0"
     for run in ("finetune", "par"):
@@ -121,6 +122,6 @@ def test_learn_and_search_jobs_write_curves_and_the_switch_reruns_nothing(cifar1
     assert len(search["accuracy/val"]) == len(cell["history"]) >= 1
     for switch in (False, True):
         config["tensorboard"] = switch
-        dry = snakemake(tmp_path, config, "all_tables", "--dry-run")
+        dry = snakemake(tmp_path, config, *targets, "--dry-run")
         assert dry.returncode == 0, dry.stderr[-3000:]
         assert scheduled_jobs(dry.stdout) == set() and "Nothing to be done" in dry.stdout + dry.stderr
