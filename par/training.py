@@ -15,11 +15,12 @@ against ``torchvision.transforms.v2.functional``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -280,6 +281,27 @@ def compile_body(model: nn.Module, backend: str = "inductor") -> None:
     model.body.compile(backend=backend)
 
 
+# Callbacks of the enclosing on_epoch_end() blocks, innermost last (a context
+# variable, so a block covers the fit() calls made inside it and nothing else).
+_EPOCH_END: contextvars.ContextVar[tuple[Callable[[int, dict], None], ...]] = contextvars.ContextVar(
+    "par_training_epoch_end", default=())
+
+
+@contextlib.contextmanager
+def on_epoch_end(callback: Callable[[int, dict], None]) -> Iterator[None]:
+    """Within the block, every :func:`fit` calls ``callback(task, row)`` after each epoch:
+    ``row`` is a copy of the epoch's history row (``epoch``, ``train_loss``,
+    ``train_accuracy``, ``val_accuracy``, ``seconds``, ...) plus ``lr``, the learning rate the
+    epoch trained with.  An observer only (e.g. :class:`par.infra.tensorboard.EpochCurves`):
+    what it does with the row changes no number of the fit.  Blocks nest; callbacks run
+    outermost first."""
+    token = _EPOCH_END.set(_EPOCH_END.get() + (callback,))
+    try:
+        yield
+    finally:
+        _EPOCH_END.reset(token)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` measured: the best validation accuracy and its epoch
@@ -312,6 +334,8 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     History rows: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_accuracy``,
     ``seconds`` (wall, training and validation); on a CUDA device also
     ``cuda_train_seconds``, the training steps' device time from CUDA events.
+    Each row (with the epoch's ``lr``) also goes to the callbacks of the enclosing
+    :func:`on_epoch_end` blocks, e.g. the TensorBoard curves (par.infra.tensorboard).
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -325,6 +349,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     cuda = device.type == "cuda"
     for epoch in range(config.epochs):
         start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]  # this epoch's, before the scheduler steps
         if cuda:  # device time of the epoch's training steps, free of host-side waiting
             events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             events[0].record()
@@ -365,6 +390,8 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
         if cuda:
             history[-1]["cuda_train_seconds"] = events[0].elapsed_time(events[1]) / 1000.0
         hooks.after_epoch(model, task, epoch, history[-1])
+        for callback in _EPOCH_END.get():
+            callback(task, {**history[-1], "lr": lr})
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, since_best = val_acc, epoch, 0

@@ -12,12 +12,15 @@ not idle, and, for inspection, --slurm-keep-successful-logs and --verbose
 allocates one GPU to each such job and sets CUDA_VISIBLE_DEVICES, which the
 cluster's task prolog writes into the job's SLURM log.
 
+The paper-scale profile (workflow/profiles/slurm-paper) runs finetune's 5-task
+chain up to its accuracy matrix: one allocation for the chain (issue 28).
+
 Needs root and ``apt-get install -y slurm-wlm munge``; with ``slurmdbd
 mariadb-server`` as well, the cluster keeps accounts and the executor's default
 status command, sacct, is used, else ``--slurm-status-command squeue``.
 PAR_SLURM_ACCOUNTING=0 forces the squeue variant.  Skipped where the cluster
 cannot start (see local_cluster.cannot_start).  About 1.5 minutes, 4 s of it
-for the cluster.
+for the cluster, and as much again for the paper profile.
 """
 from __future__ import annotations
 
@@ -172,6 +175,66 @@ def test_tables_are_produced_through_slurm(slurm_run):
     matrix = pd.read_parquet(res / "runs/cifar10-5/seed0/independent/accuracy_matrix.parquet")
     # independent experts: each task measured only after its own learning
     assert len(matrix) == 15 and matrix.measured.sum() == 5
+
+
+# ---- issue 28: the paper-scale profile, one allocation per chain ------------------------
+
+PAPER_PROFILE = REPO / "workflow" / "profiles" / "slurm-paper"
+
+
+@pytest.fixture(scope="module")
+def paper_run(cifar10_slice, tmp_path_factory):
+    """finetune's 5-task chain through workflow/profiles/slurm-paper, up to its accuracy
+    matrix (no features: the chain and the local rules around it)."""
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster_paper"), partition="debug", cpus=2, gpus=2,
+                         accounting=_accounting())
+    workdir = tmp_path_factory.mktemp("slurm_paper_workflow")
+    config = config_for(cifar10_slice)
+    config["device"] = "auto"
+    config["runs"] = {"finetune": {"method": "finetune"}}
+    profile = yaml.safe_load((PAPER_PROFILE / "config.yaml").read_text())
+    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
+    args = ["--profile", str(PAPER_PROFILE), "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
+            "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs", "--verbose"]
+    try:
+        cluster.start()
+        if not cluster.accounting:
+            args += ["--slurm-status-command", "squeue"]
+        result = snakemake(workdir, config, *args, "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet",
+                           env=cluster.env, timeout=900)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
+        run = SimpleNamespace(workdir=workdir, output=output, cluster=cluster,
+                              jobs={j["JobID"]: j for j in cluster.jobs()})
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.root / "db", ignore_errors=True)
+    return run
+
+
+def test_a_chain_is_one_allocation_that_asks_for_its_summed_runtime(paper_run):
+    jobs = submitted(paper_run)
+    assert len(jobs) == 1, f"{len(jobs)} submissions for one chain"
+    (job_id, log), = jobs.items()
+    job = paper_run.jobs[job_id]
+    assert job["State"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+    assert job["Comment"].startswith("group_chain"), job
+    call = next(line for line in paper_run.output.splitlines() if line.startswith("sbatch call: "))
+    # 5 learn tasks x the profile's 60 minutes each (Snakemake adds runtime along a chain);
+    # the largest memory of one task (not 5 x 8000) and one GPU for the whole chain
+    assert "-t 300" in call and "--mem 8000" in call and "--gpus=1" in call, call
+    assert "gres/gpu=1" in job["AllocTRES"], job
+    # every task still has its own outputs, log and benchmark, written inside the one allocation
+    res = paper_run.workdir / "results"
+    for task in range(1, 6):
+        record = json.loads((res / f"runs/cifar10-5/seed0/finetune/states/task{task}.json").read_text())
+        assert record["task"] == task and record["predecessor"] == (task - 1 or None)
+        assert (res / f"logs/learn_task/cifar10-5/seed0/finetune/task{task}.log").stat().st_size > 0
+        assert (res / f"benchmarks/learn_task/cifar10-5/seed0/finetune/task{task}.tsv").exists()
+    prolog = set(re.findall(rf"{PROLOG_TAG} job={job_id} step=\S+ CUDA_VISIBLE_DEVICES=(\S+)", log.read_text()))
+    assert len(prolog) == 1, prolog   # the allocation and every task's step see the same one GPU
+    matrix = pd.read_parquet(res / "runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet")
+    assert len(matrix) == 15 and matrix.measured.all()
 
 
 def test_cluster_is_gone_afterwards(slurm_run):

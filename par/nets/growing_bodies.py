@@ -36,7 +36,8 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+
+from par.nets.blocks import BasicBlock
 
 from par.nets.bodies import register_body
 
@@ -59,7 +60,7 @@ def make_stem(width: int, in_channels: int = 3) -> nn.Sequential:
 
 
 def make_stage(width: int, stride: int) -> nn.Sequential:
-    """Two torchvision BasicBlocks of ``width`` channels, the first with ``stride``
+    """Two BasicBlocks (par.nets.blocks, torchvision's) of ``width`` channels, the first with ``stride``
     (and a 1×1 conv + BN downsample when stride ≠ 1)."""
     down = None
     if stride != 1:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+from par.nets.blocks import BasicBlock
 
 from par.nets.bodies import register_body
 
 
 class LightResNet18(nn.Module):
     """The light ResNet18 of MNTDP (docs/spec.md §7): conv3×3 3→w, BN, ReLU, maxpool 3/2,
-    4 stages × 2 torchvision BasicBlocks, all ``width`` channels, strides 1/2/2/2,
+    4 stages × 2 BasicBlocks (par.nets.blocks, torchvision's), all ``width`` channels, strides 1/2/2/2,
     global average pool → (n, width).  ≈ 0.606 M parameters at width 64."""
 
     def __init__(self, width: int = 64, in_channels: int = 3):

@@ -15,6 +15,7 @@ from par.infra.logs import job_log
 from par.nets.model import load_model, save_model
 from par.infra.plugins import import_source
 from par.infra.provenance import provenance, read_provenance
+from par.infra.tensorboard import curves_folder, epoch_curves
 from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import Stream, task_from_json
 from par.training import TrainConfig
@@ -44,9 +45,13 @@ with job_log(snakemake.log[0]) as log:
         seed = job_seed(stream.seed, "learn", assignment["task"])
         seed_everything(seed)
         predecessor = load_model(snakemake.input.predecessor, device) if assignment["predecessor"] else None
-        model, record = learn_task(assignment, stream, images, predecessor=predecessor, body_spec=body,
-                                   train_config=train_config, strategy_options=options, device=device,
-                                   seed=seed, eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
+        # Per-epoch curves (config tensorboard): read here, not a param, so the switch re-runs nothing.
+        curves = (curves_folder(snakemake.config["results_dir"], w.bench, w.seed, w.run, assignment["task"])
+                  if snakemake.config.get("tensorboard") else None)
+        with epoch_curves(curves):
+            model, record = learn_task(assignment, stream, images, predecessor=predecessor, body_spec=body,
+                                       train_config=train_config, strategy_options=options, device=device, seed=seed,
+                                       eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
     record["device"] = describe(device)
     upstream = [read_provenance(p) for p in snakemake.input.tasks]
     upstream += [read_provenance(snakemake.input.cell)] if "cell" in snakemake.input.keys() else []

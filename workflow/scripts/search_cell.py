@@ -4,6 +4,7 @@ from par.infra.io import read_json, write_json
 from par.infra.logs import job_log
 from par.search.mdl import SearchConfig, search_cell
 from par.infra.provenance import provenance, read_provenance
+from par.infra.tensorboard import curves_folder, epoch_curves
 from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import task_data, task_from_json
 
@@ -17,8 +18,13 @@ with job_log(snakemake.log[0]) as log:
         log.info("searching a cell for task %d (%d images) on %s", task.number, len(labels), describe(device))
         seed = job_seed(int(snakemake.wildcards.seed), "search", task.number)
         seed_everything(seed)
-        result = search_cell(images, labels, task.n_classes, task.mean, task.std, config, device, seed,
-                             eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
+        # Per-epoch curves (config tensorboard): read here, not a param, so the switch re-runs nothing.
+        w = snakemake.wildcards
+        curves = (curves_folder(snakemake.config["results_dir"], w.bench, w.seed, w.run, task.number, search=True)
+                  if snakemake.config.get("tensorboard") else None)
+        with epoch_curves(curves):
+            result = search_cell(images, labels, task.n_classes, task.mean, task.std, config, device, seed,
+                                 eval_chunk=eval_batch_size(device, snakemake.config.get("eval_batch_size")))
     log.info("genotype: %s", result.genotype.to_json())
     write_json(snakemake.output[0], {
         "task": task.number, "genotype": result.genotype.to_json(), "search": snakemake.params.search,
