@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from par.nets.blocks import BasicBlock
 
+from par.nets.blocks import BasicBlock
 from par.nets.bodies import register_body
 
 
