@@ -179,6 +179,25 @@ def reruns_of(path: str) -> str:
     return METHOD_SECTION_RERUNS
 
 
+def run_rows(schema: dict, runs: dict) -> str:
+    """The keys of one run, ``runs.<name>.…``: ``method`` in full; a section's keys are
+    those of the global section (same type, default and range), listed by name."""
+    run = resolve(schema, runs["additionalProperties"])
+    lines = ["Each run is a method plus overrides of any section; a key under `runs.<name>.<section>` has "
+             "the type, default and range of the global key of that section, and a run inherits every key it "
+             "does not set.", "", "| key | type | description | re-runs |", "|---|---|---|---|"]
+    for key, child in run["properties"].items():
+        child = resolve(schema, child)
+        path = f"runs.<name>.{key}"
+        if "properties" in child:
+            inner = ", ".join(f"`{path}.{k}`" for k, _ in walk(schema, child))
+            text = f"overrides of [`{key}`](#{key}): {inner}"
+        else:
+            text = _prose(child.get("description", ""))
+        lines.append(f"| `{path}` | {type_text(child)} | {text} | {reruns_of(path)} |")
+    return "\n".join(lines)
+
+
 def config_keys() -> str:
     """The config reference: top-level keys, then one table per section."""
     from par.infra.config import load_schema
@@ -194,8 +213,8 @@ def config_keys() -> str:
         node = resolve(schema, node)
         out += ["", f"## `{name}`", "", node.get("description", "").strip(), ""]
         if name == "runs":
-            out += ["Each run is a method plus overrides of any section below; a key under "
-                    "`runs.<name>.<section>` has the type, default and range of the global key.", ""]
+            out.append(run_rows(schema, node))
+            continue
         out.append(key_rows(schema, node, name + ".", reruns=reruns_of))
     return "\n".join(out) + "\n"
 
