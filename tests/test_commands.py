@@ -1,5 +1,5 @@
-"""Every `snakemake …` command shown in README.md, the Snakefile's docstring and the
-header comments of config/*.yaml parses and dry-runs.
+"""Every `snakemake …` command shown in README.md, the docs site's pages (docs/**/*.md),
+the Snakefile's docstring and the header comments of config/*.yaml parses and dry-runs.
 
 The commands run as written, from a folder laid out like the repository (Snakefile,
 workflow/, profiles/ linked) whose config/*.yaml are the tiny real-data config of
@@ -26,20 +26,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHOWN_AS_WRONG = {"snakemake --configfile config/demo.yaml all_tables"}
 
 
+def markdown_sources() -> list[Path]:
+    """README.md and every page of the docs site."""
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
 def shown_commands() -> list[str]:
-    """`snakemake …` commands of code blocks and inline code in README.md, of the
-    Snakefile's docstring and of the comments of config/*.yaml."""
+    """`snakemake …` commands of code blocks and inline code in README.md and the docs
+    pages, of the Snakefile's docstring and of the comments of config/*.yaml.  A command
+    piped into another (``… --rulegraph | dot …``) is checked up to the pipe."""
     found = []
-    readme = (REPO / "README.md").read_text()
-    found += re.findall(r"^(?: {4}|\t)(snakemake [^\n#]*)", readme, re.M)
-    found += re.findall(r"`(snakemake [^`]*)`", readme)
+    for source in markdown_sources():
+        text = source.read_text()
+        found += re.findall(r"^(?: {4,}|\t+)(snakemake [^\n#]*)", text, re.M)
+        found += re.findall(r"`(snakemake [^`]*)`", text)
     docstring = (REPO / "Snakefile").read_text().split('"""')[1]
     found += re.findall(r"^ {4}(snakemake [^\n#]*)", docstring, re.M)
     for config in sorted((REPO / "config").glob("*.yaml")):
         found += re.findall(r"^#\s+(snakemake [^\n#]*)", config.read_text(), re.M)
     commands = []
     for command in found:
-        command = command.strip()
+        command = command.split(" | ")[0].strip()
         # a placeholder (<args>, …) or a flag without a target is prose, not a command to run
         if any(c in command for c in "<…") or command in SHOWN_AS_WRONG or command in commands:
             continue
@@ -58,6 +65,24 @@ def test_the_extraction_finds_the_commands_of_every_source():
     assert not any(c.startswith("snakemake --cores") for c in commands), commands
 
 
+def shown_config_files() -> list[str]:
+    """The ``printf '…' > name.yaml`` commands of README.md and the docs pages that write a
+    config file a later command lays over a shipped one."""
+    found = []
+    for source in markdown_sources():
+        found += re.findall(r"^[ \t]*(printf '[^'\n]*' > [\w.-]+\.yaml)$", source.read_text(), re.M)
+    return list(dict.fromkeys(found))
+
+
+def test_the_extraction_finds_the_commands_of_the_docs_site():
+    commands = shown_commands()
+    assert "snakemake all_tables --cores 2 --configfile config/demo-mixed.yaml" in commands  # README, tutorial
+    assert "snakemake all_tables --configfile config/demo-mixed.yaml --rulegraph" in commands  # cut at the pipe
+    assert "snakemake all_tables --profile workflow/profiles/slurm" in commands  # docs/how-to/slurm.md
+    assert any(c.startswith("snakemake fig3 ") for c in commands)  # docs/how-to/sweeps-and-ablation.md
+    assert any("demo-alpha.yaml" in c for c in shown_config_files())
+
+
 def test_every_shown_command_dry_runs(cifar10_slice, tmp_path):
     tiny = config_for(cifar10_slice)
     tiny["runs"] = {"par": {"method": "par"}, "finetune": {"method": "finetune"}}
@@ -67,6 +92,8 @@ def test_every_shown_command_dry_runs(cifar10_slice, tmp_path):
     for config in (REPO / "config").glob("*.yaml"):
         (tmp_path / "config" / config.name).write_text(yaml.safe_dump(tiny))
     (tmp_path / "demo-alpha.yaml").write_text("planning:\n  alpha: 0.5\n")  # README: printf … > demo-alpha.yaml
+    for command in shown_config_files():  # the docs' `printf '…' > x.yaml`, as written
+        subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=30)
     failures = []
     for command in shown_commands():
         if "--report" in command:

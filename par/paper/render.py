@@ -1,7 +1,7 @@
 """The paper's Tables 1–5 rendered: one row per paper method, one column per
 (benchmark, metric), cells ``paper → ours ± std (status)`` (Markdown for the
-terminal, HTML for ``snakemake --report``), and the README's comparison with
-the paper (``python -m par.paper.render`` rewrites it).  The cells themselves,
+terminal, HTML for ``snakemake --report``), and the docs site's comparison with
+the paper, ``docs/reference/paper-targets.md`` (``python -m par.paper.render`` rewrites it).  The cells themselves,
 paper values and verdicts, come from :mod:`par.paper.targets`."""
 from __future__ import annotations
 
@@ -122,8 +122,9 @@ def render_readme(readme: str, section: str) -> str:
 def _main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Render the README's comparison with the paper from the targets file.")
-    parser.add_argument("--readme", default="README.md")
+    parser = argparse.ArgumentParser(description="Render the docs page's comparison with the paper from the targets file.")
+    parser.add_argument("--readme", default="docs/reference/paper-targets.md",
+                        help="the Markdown page holding the markers (default: %(default)s)")
     args = parser.parse_args(argv)
     path = Path(args.readme)
     path.write_text(render_readme(path.read_text(), readme_section(load_targets())))
