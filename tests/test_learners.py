@@ -310,3 +310,25 @@ def test_baseline_assignments_by_hand():
     assert get_method("independent").assignments(2) == [
         {"task": 1, "group": 1, "strategy": "independent", "predecessor": None, "group_tasks": [1], "genotype_source": None},
         {"task": 2, "group": 2, "strategy": "independent", "predecessor": None, "group_tasks": [2], "genotype_source": None}]
+
+
+def test_task_record_of_a_growing_task_whose_search_found_nothing():
+    """A strategy with an architecture but no search this task (PN, the first task of LtG
+    and MNTDP): the record's ``search`` is None, nothing was trained in a search, and the
+    parameters added are the model's minus those before the task."""
+    import time
+    from types import SimpleNamespace
+
+    from par.learners.job import LearnedTask, task_record
+    from par.nets.model import MultiHeadModel, count_parameters
+    from par.training import FitResult
+
+    model = MultiHeadModel({"kind": "light_resnet18", "width": 2}, heads={1: 2})
+    strategy = SimpleNamespace(record_fields=lambda m: {}, architecture=lambda m, t: {"column": t})
+    setup = SimpleNamespace(number=1, strategy=strategy, model=model, train=SimpleNamespace(labels=[0, 1, 1]),
+                            n_params_before=10, start=time.perf_counter())
+    learned = LearnedTask(FitResult(0.5, 0, 1, [{"val_accuracy": 0.5}]), None, 0.25, 1.5)
+    record = task_record({"task": 1}, setup, learned, {1: 0.75}, TrainConfig(epochs=1))
+    assert record["search"] is None and record["trained_in_search"] is False and record["search_seconds"] == 0.25
+    assert record["architecture"] == {"column": 1} and record["n_params_added"] == count_parameters(model) - 10
+    assert record["test_accuracy"] == {"1": 0.75} and record["n_train"] == 3 and record["train_seconds"] == 1.5

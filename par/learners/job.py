@@ -17,7 +17,7 @@ import torch
 from par.learners.context import SearchResult, TaskContext
 from par.learners.strategies import Strategy, get_strategy
 from par.nets.model import MultiHeadModel, count_parameters
-from par.streams.tasks import Stream, Task, sample_ids, task_data
+from par.streams.tasks import Stream, sample_ids, task_data
 from par.training import Batches, FitResult, TrainConfig, compile_body, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LearningSetup:
-    """A task ready to learn: its number and :class:`par.streams.tasks.Task`, the
-    strategy (bound to the task), the model to train, the training and validation
-    batches, the parameter count before the task (0 without a predecessor) and the
-    job's start (``time.perf_counter()`` seconds)."""
+    """A task ready to learn: its number, the strategy (bound to the task), the model
+    to train, the training and validation batches, the parameter count before the
+    task (0 without a predecessor) and the job's start (``time.perf_counter()`` seconds)."""
 
     number: int
-    task: Task
     strategy: Strategy
     model: MultiHeadModel
     train: Batches
@@ -83,7 +81,7 @@ def set_up_learning(assignment: dict, stream: Stream, images, predecessor: Multi
              len(y_train), len(y_val), task.n_classes, count_parameters(model))
     strategy.bind(TaskContext(stream, images, task, train, sample_ids(images, task, "train"), train_config,
                               device, seed))
-    return LearningSetup(t, task, strategy, model, train, val, n_before, start)
+    return LearningSetup(t, strategy, model, train, val, n_before, start)
 
 
 def search_or_fit(setup: LearningSetup, train_config: TrainConfig, eval_chunk: int) -> LearnedTask:
