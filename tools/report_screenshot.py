@@ -100,6 +100,11 @@ def screenshot_report(report: Path, out: Path) -> str:
 
     with browser() as context:
         page, _, text = report_landing(context, report)
+        page.set_viewport_size({"width": 1280, "height": 1200})  # the summary table and the figure
+        page.evaluate("window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })")
+        page.mouse.move(600, 400)
+        page.mouse.wheel(0, -20_000)
+        page.wait_for_timeout(300)
         with atomic_path(out) as tmp:
             page.screenshot(path=str(tmp), full_page=False, type="png")
     return text

@@ -18,11 +18,19 @@ def report_landing(results_dir):
         style = re.search(r"<style>(.*?)</style>", page, re.S)
         rules = re.sub(r"(^|\})\s*([^{}]+)\{", lambda m: m.group(1) + ", ".join(
             f"#par-landing {s.strip()}" for s in m.group(2).split(",")) + "{", style.group(1)) if style else ""
-        landing["summary_html"] = (f"<style>{rules}</style><div id='par-landing' class='par-summary'>"
-                                   + (body.group(1) if body else page).replace("\n", " ") + "</div>")
+        # The report centres its landing page vertically, which hides the top of a page taller
+        # than the window (the summary table): start it at the top; widen its narrow text column.
+        wide = ("div.items-center:has(#par-landing){align-items:flex-start}"
+                "div.prose:has(#par-landing){max-width:72rem}")
+        landing["summary_html"] = (f"<style>{wide}{rules}</style><div id='par-landing' class='par-summary'>"
+                                   + (body.group(1) if body else page).replace("\n", " ").replace("</tr>", "</tr>\n")
+                                   + "</div>")
     figure = Path(results_dir, "tables", "ap_vs_parameters.png")
     if figure.is_file():
-        landing["ap_figure"] = "data:image/png;base64," + base64.b64encode(figure.read_bytes()).decode()
+        # docutils refuses lines over 10 000 characters; a URL parser drops line breaks
+        encoded = base64.b64encode(figure.read_bytes()).decode()
+        landing["ap_figure"] = "data:image/png;base64,\n" + "\n".join(
+            encoded[i:i + 76] for i in range(0, len(encoded), 76))
     return landing
 
 
