@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from par.infra.provenance import code_hash, read_provenance
+from par.infra.provenance import code_hash, lock_hash, read_provenance
 from test_workflow import config_for, scheduled_jobs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,9 +58,20 @@ def test_the_workflow_runs_as_a_module_from_another_folder(cifar10_slice, tmp_pa
     # the rules ran this repository's scripts: the code hashes are those of its files
     record = read_provenance(project / "results/tables/summary.parquet")
     assert record["code_hash"] == code_hash(REPO / "workflow/scripts/tables.py", REPO / "par")
+    lock = lock_hash(REPO / "requirements.lock")  # and the checkout's lock file
+    assert lock is not None and record["lock"] == lock
+    # the HTML report: its items, and the description and captions read from the workflow's folder
+    report = subprocess.run([sys.executable, "-m", "snakemake", "par_all_tables", "--report", "report.html"],
+                            cwd=project, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PAR_OFFLINE": "1"})
+    assert report.returncode == 0, report.stderr[-4000:]
+    html = (project / "report.html").read_text()
+    for item in ("summary.html", "plans/cifar10-5-seed0-par.html", "accuracy/cifar10-5-seed0-finetune.png",
+                 "table1: none of its benchmarks"):
+        assert item in html, item
     # nothing of the workflow was looked for in (or copied to) the user's folder
     assert sorted(p.name for p in project.iterdir() if not p.name.startswith(".")) == [
-        "Snakefile", "config.yaml", "results"]
+        "Snakefile", "config.yaml", "report.html", "results"]
 
 
 def test_module_config_is_validated_against_the_workflow_schema(cifar10_slice, tmp_path):
