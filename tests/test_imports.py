@@ -76,6 +76,7 @@ LAYERS = [
     ["par.search", "par.learners"],
     ["par.results"],
     ["par.paper"],
+    ["par.runs"],  # the run policy: runs and each job's params from the config, paper targets included
 ]
 
 
