@@ -292,7 +292,7 @@ def on_epoch_end(callback: Callable[[int, dict], None]) -> Iterator[None]:
     """Within the block, every :func:`fit` calls ``callback(task, row)`` after each epoch:
     ``row`` is a copy of the epoch's history row (``epoch``, ``train_loss``,
     ``train_accuracy``, ``val_accuracy``, ``seconds``, ...) plus ``lr``, the learning rate the
-    epoch trained with.  An observer only (e.g. :class:`par.infra.tensorboard.EpochCurves`):
+    epoch trained with.  An observer only (e.g. :class:`par.results.curves.EpochCurves`):
     what it does with the row changes no number of the fit.  Blocks nest; callbacks run
     outermost first."""
     token = _EPOCH_END.set(_EPOCH_END.get() + (callback,))
@@ -335,7 +335,7 @@ def fit(model: nn.Module, task: int, hooks: TrainingHooks, train: Batches, val: 
     ``seconds`` (wall, training and validation); on a CUDA device also
     ``cuda_train_seconds``, the training steps' device time from CUDA events.
     Each row (with the epoch's ``lr``) also goes to the callbacks of the enclosing
-    :func:`on_epoch_end` blocks, e.g. the TensorBoard curves (par.infra.tensorboard).
+    :func:`on_epoch_end` blocks, e.g. the TensorBoard curves (par.results.curves).
     """
     params = [p for p in hooks.parameters(model, task) if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

@@ -1,4 +1,4 @@
-"""TensorBoard curves (config ``tensorboard``, par.infra.tensorboard): the event files read back.
+"""TensorBoard curves (config ``tensorboard``, par.results.curves): the event files read back.
 
 The unit tests fit a one-parameter model whose every number is known by hand
 (tests/test_training.py's ``_Bias``: loss = b, SGD moves b down by the epoch's
@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from par.infra.tensorboard import SCALARS, curves_folder, epoch_curves
+from par.results.curves import SCALARS, curves_folder, epoch_curves
 from par.training import TrainConfig, fit, on_epoch_end
 from test_training import PUSH, _Bias, _one_batch, _PushDown
 

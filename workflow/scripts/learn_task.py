@@ -15,7 +15,7 @@ from par.infra.logs import job_log
 from par.nets.model import load_model, save_model
 from par.infra.plugins import import_source
 from par.infra.provenance import provenance, read_provenance
-from par.infra.tensorboard import curves_folder, epoch_curves
+from par.results.curves import curves_folder, epoch_curves
 from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import Stream, task_from_json
 from par.training import TrainConfig

@@ -4,7 +4,7 @@ from par.infra.io import read_json, write_json
 from par.infra.logs import job_log
 from par.search.mdl import SearchConfig, search_cell
 from par.infra.provenance import provenance, read_provenance
-from par.infra.tensorboard import curves_folder, epoch_curves
+from par.results.curves import curves_folder, epoch_curves
 from par.infra.seeds import job_seed, seed_everything
 from par.streams.tasks import task_data, task_from_json
 
