@@ -9,13 +9,14 @@
 (`--configfile` and `--resources` take several values: put the target first,
 or write `--configfile=FILE`, so that `all_tables` is not read as one of them.)
 """
+
 import copy
 import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from par.learners.catalog import PluginError, discover
+from par.learners.discovery import PluginError, discover
 
 min_version("9.0")
 
@@ -30,7 +31,7 @@ if not workflow.overwrite_configfiles:
 # them, which must not shadow the global sections when they are merged.
 RAW_RUNS = copy.deepcopy(config.get("runs", {}))
 # Every method: the built-in ones, installed plugins and the config's method_modules
-# (par/learners/catalog.py).  The schema's method list and the methods' sections are
+# (par/learners/discovery.py).  The schema's method list and the methods' sections are
 # generated from them; validate() reads a schema from a file, written per working folder.
 try:
     CATALOG = discover(config.get("method_modules", []))

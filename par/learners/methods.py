@@ -38,7 +38,7 @@ class Method:
     A method registers under its name with ``@register_method("name")``; a
     subclass of :class:`Finetune` chains like finetune and learns every task
     with the strategy registered under the same name.  The workflow finds the
-    module that registers it through :mod:`par.learners.catalog`.
+    module that registers it through :mod:`par.learners.discovery`.
     """
 
     name: ClassVar[str] = "base"
