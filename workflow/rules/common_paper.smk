@@ -2,6 +2,7 @@
 table and figure needs (input functions named get_*, as in common.smk)."""
 from par.paper.ablations import selected_switches, sweep_run, switch_status
 from par.infra.io import atomic_path
+from par.results.report import LANDING_MARKER, landing_rst
 from par.paper.targets import TABLE_TITLES, runs_not_in_the_paper, target_rows
 
 TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
@@ -117,10 +118,12 @@ PAPER_LEFT_OUT = {t: why for t in PAPER_OUTPUTS if (why := paper_target_unconfig
 
 
 def report_description():
-    """The report's description: workflow/report/workflow.rst followed by the paper
+    """The report's description: workflow/report/workflow.rst, its landing blocks filled
+    with this run's summary table and AP figure (par.results.report), followed by the paper
     targets this configuration leaves out of `paper` and why, written (atomically,
     when it changed) to .snakemake/par/workflow.rst, whose absolute path it returns."""
     text = Path(workflow.basedir, "workflow", "report", "workflow.rst").read_text()
+    text = text.replace(LANDING_MARKER, landing_rst(RESULTS))
     if PAPER_LEFT_OUT:
         text += ("\nPaper targets that this configuration does not fill, left out of ``snakemake paper`` "
                  "and of this report:\n\n" + "".join(f"- {t}: {why}\n\n" for t, why in PAPER_LEFT_OUT.items()))

@@ -1,43 +1,4 @@
-"""Accuracy matrix and metrics per run; tables beside the paper's numbers; what the
-HTML report's landing page leads with."""
-
-
-def report_landing(results_dir):
-    """What ``workflow/report/workflow.rst`` puts first on the report's landing page,
-    read from the finished run: ``summary_html`` (the body of ``tables/summary.html``,
-    its style scoped to the landing page) and ``ap_figure`` (``tables/ap_vs_parameters.png``
-    as a data URI, so the one-file report needs no other file); '' for what is not made yet."""
-    import base64
-    import re
-
-    landing = {"summary_html": "", "ap_figure": ""}
-    summary = Path(results_dir, "tables", "summary.html")
-    if summary.is_file():
-        page = summary.read_text()
-        body = re.search(r"<body>(.*)</body>", page, re.S)
-        style = re.search(r"<style>(.*?)</style>", page, re.S)
-        rules = re.sub(r"(^|\})\s*([^{}]+)\{", lambda m: m.group(1) + ", ".join(
-            f"#par-landing {s.strip()}" for s in m.group(2).split(",")) + "{", style.group(1)) if style else ""
-        # The report centres its landing page vertically, which hides the top of a page taller
-        # than the window (the summary table): start it at the top; widen its narrow text column.
-        wide = ("div.items-center:has(#par-landing){align-items:flex-start}"
-                "div.prose:has(#par-landing){max-width:72rem}")
-        landing["summary_html"] = (f"<style>{wide}{rules}</style><div id='par-landing' class='par-summary'>"
-                                   + (body.group(1) if body else page).replace("\n", " ").replace("</tr>", "</tr>\n")
-                                   + "</div>")
-    figure = Path(results_dir, "tables", "ap_vs_parameters.png")
-    if figure.is_file():
-        # docutils refuses lines over 10 000 characters; a URL parser drops line breaks
-        encoded = base64.b64encode(figure.read_bytes()).decode()
-        landing["ap_figure"] = "data:image/png;base64,\n" + "\n".join(
-            encoded[i:i + 76] for i in range(0, len(encoded), 76))
-    return landing
-
-
-# Only `snakemake --report` renders the landing page; other calls (each job included)
-# carry none of it in their config.
-if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv):
-    config["_report_landing"] = report_landing(RESULTS)
+"""Accuracy matrix and metrics per run; the tables of every run."""
 
 
 rule metrics:
