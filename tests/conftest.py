@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
+
+from par.learners.discovery import BUILTIN_MODULES
+
+# Every built-in method and strategy registered, as the workflow's discovery registers them
+# (a module registers on import); tests of discovery itself use fresh registries.
+for _module in BUILTIN_MODULES:
+    importlib.import_module(_module)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PAR_SHARED_DATA", REPO.parent / "shared" / "data"))

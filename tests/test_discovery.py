@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "l2_anchor.py"
 BUILTIN_METHODS = {"par", "finetune", "independent", "ewc", "lwf", "mas", "mas-alpha", "er", "agem", "hat", "pn",
-                   "ltg", "mntdp-s", "mntdp-d"}
-METHOD_SECTIONS = {"lwf", "ewc", "lwf_baseline", "mas", "mas_alpha", "memory", "hat", "ltg", "mntdp"}
+                   "ltg", "mntdp-s", "mntdp-d", "si"}
+METHOD_SECTIONS = {"lwf", "ewc", "lwf_baseline", "mas", "mas_alpha", "memory", "hat", "ltg", "mntdp", "si"}
 
 
 @pytest.fixture(autouse=True)
