@@ -1,4 +1,5 @@
 """Paths, wildcard constraints, run settings and the lookups rules share."""
+
 import functools
 import re
 import sys
@@ -40,8 +41,10 @@ def _streams():
     for name in BENCHMARK_NAMES:
         source = config["streams"].get(name, name)
         if name not in config["streams"] and name not in shipped_streams():
-            raise WorkflowError(f"benchmarks: {name!r} is neither a shipped benchmark {sorted(shipped_streams())} "
-                                "nor a stream defined under the config key 'streams'")
+            raise WorkflowError(
+                f"benchmarks: {name!r} is neither a shipped benchmark {sorted(shipped_streams())} "
+                "nor a stream defined under the config key 'streams'"
+            )
         try:
             out[name] = load_spec(source, f"streams.{name}" if name in config["streams"] else name)
         except (StreamSpecError, KeyError) as err:
@@ -64,8 +67,12 @@ def stream_tasks(bench, seed):
 # Bad class names/ids, sizes beyond the data, empty or unreadable dataset sources:
 # stop before any job, one line naming stream, task, key or path (par/streams/validation.py).
 try:
-    check_streams({b: [t for s in SEEDS for t in stream_tasks(b, s)] for b in BENCHMARK_NAMES},
-                  config["data_root"], set(USER_DATASETS), ".snakemake/par-dataset-index.json")
+    check_streams(
+        {b: [t for s in SEEDS for t in stream_tasks(b, s)] for b in BENCHMARK_NAMES},
+        config["data_root"],
+        set(USER_DATASETS),
+        ".snakemake/par-dataset-index.json",
+    )
 except InputError as err:
     raise WorkflowError(str(err))
 
@@ -165,8 +172,10 @@ def get_task_json(wildcards):
 def get_prepare_task_input(wildcards):
     """The task's dataset and the prepared tasks it refers to (same_as)."""
     spec = get_task_spec(wildcards)
-    return {"images": dataset_images(spec["dataset"]),
-            "earlier": [task_path(wildcards.bench, wildcards.seed, j) for j in task_dependencies(spec)]}
+    return {
+        "images": dataset_images(spec["dataset"]),
+        "earlier": [task_path(wildcards.bench, wildcards.seed, j) for j in task_dependencies(spec)],
+    }
 
 
 def get_all_task_jsons(wildcards):
@@ -183,13 +192,13 @@ def get_run_distances(wildcards):
 def get_relatedness(wildcards):
     """The relatedness settings of a distances job: the global ones, or its variant's."""
     folder = wildcards.variant_folder
-    return config["relatedness"] if not folder else RELATEDNESS_VARIANTS[folder[len("variants/"):-1]]
+    return config["relatedness"] if not folder else RELATEDNESS_VARIANTS[folder[len("variants/") : -1]]
 
 
 def get_feature_split(wildcards):
     """The split an extract_features job reads: the global distance split, or its folder's."""
     folder = wildcards.split_folder
-    return config["relatedness"]["distance_split"] if not folder else folder[len("split-"):-1]
+    return config["relatedness"]["distance_split"] if not folder else folder[len("split-") : -1]
 
 
 def _split_folder(wildcards):
@@ -199,15 +208,21 @@ def _split_folder(wildcards):
 
 def get_variant_features(wildcards):
     """Features of every task in the distances job's split (the default files for the global split)."""
-    return [results_path("features", bench=wildcards.bench, seed=wildcards.seed, split_folder=_split_folder(wildcards), task=t)
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
+    return [
+        results_path(
+            "features", bench=wildcards.bench, seed=wildcards.seed, split_folder=_split_folder(wildcards), task=t
+        )
+        for t in range(1, n_tasks(wildcards.bench) + 1)
+    ]
 
 
 def get_variant_prototypes(wildcards):
     """Prototypes of every task in the distances job's split."""
     folder = _split_folder(wildcards)
-    return [results_path("prototypes", bench=wildcards.bench, seed=wildcards.seed, split_folder=folder, task=t)
-            for t in range(1, n_tasks(wildcards.bench) + 1)]
+    return [
+        results_path("prototypes", bench=wildcards.bench, seed=wildcards.seed, split_folder=folder, task=t)
+        for t in range(1, n_tasks(wildcards.bench) + 1)
+    ]
 
 
 def run_path(name, wildcards, **values):
@@ -246,8 +261,9 @@ def get_learn_code(wildcards):
 
 @functools.lru_cache(maxsize=None)
 def _learn_code(method, strategy):
-    return cached_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / "learn_task.py",
-                            extra=CATALOG.code_sources(method, strategy))
+    return cached_code_hash(
+        Path(workflow.basedir) / "workflow" / "scripts" / "learn_task.py", extra=CATALOG.code_sources(method, strategy)
+    )
 
 
 def get_learn_modules(wildcards):
@@ -277,6 +293,7 @@ RELATEDNESS_PRIORITY = 1
 
 
 # ---- the plan checkpoint and the assignment of each task --------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def _read_plan(path, mtime):
@@ -309,8 +326,10 @@ def get_learn_task_input(wildcards):
     a = get_assignment(wildcards)
     tasks = stream_tasks(wildcards.bench, wildcards.seed)
     tested = sorted(set(a["group_tasks"]) | {a["task"]})
-    inputs = {"images": sorted({dataset_images(tasks[u - 1]["dataset"]) for u in tested}),
-              "tasks": [task_path(wildcards.bench, wildcards.seed, u) for u in tested]}
+    inputs = {
+        "images": sorted({dataset_images(tasks[u - 1]["dataset"]) for u in tested}),
+        "tasks": [task_path(wildcards.bench, wildcards.seed, u) for u in tested],
+    }
     if a["predecessor"] is not None:
         inputs["predecessor"] = run_path("state", wildcards, task=a["predecessor"])
     if isinstance(a["genotype_source"], int):
@@ -347,20 +366,24 @@ def get_run_outputs(wildcards):
     files = {"records": [run_path("record", wildcards, task=t) for t in range(1, n_tasks(wildcards.bench) + 1)]}
     if CATALOG.method(RUNS[wildcards.run]["method"]).needs_plan:
         files["plan"] = run_path("plan", wildcards)
-        files["cells"] = [run_path("cell", wildcards, task=d.task)
-                          for d in get_plan_decisions(wildcards) if d.searches_cell]
+        files["cells"] = [
+            run_path("cell", wildcards, task=d.task) for d in get_plan_decisions(wildcards) if d.searches_cell
+        ]
     return files
 
 
 METRICS = [results_path("metrics", bench=b, seed=s, run=r) for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
-TABLES = [results(f"tables/{name}") for name in
-          ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")]
+TABLES = [
+    results(f"tables/{name}")
+    for name in ("summary.parquet", "summary.md", "aggregate.parquet", "aggregate.md", "ap_vs_parameters.png")
+]
 # What the report shows of every run (the tables rule of report.smk), one entry per (bench, seed[, run]).
 REPORT_SEEDS = [(b, s) for b in BENCHMARK_NAMES for s in SEEDS]
 REPORT_RUNS = [(b, s, r) for b in BENCHMARK_NAMES for s in SEEDS for r in CONFIG_RUNS]
 
 
 # ---- stop before any job when data or weights cannot be had ------------------------------
+
 
 def check_inputs_available():
     """Raise one WorkflowError naming everything missing (datasets, extractor
@@ -371,17 +394,26 @@ def check_inputs_available():
         if Path(results_path("images", dataset=dataset)).exists():
             continue
         if dataset not in DATASETS:
-            problems.append(f"Dataset '{dataset}' used by a stream is neither known {sorted(DATASETS)} nor "
-                            "defined under the config key 'datasets'")
+            problems.append(
+                f"Dataset '{dataset}' used by a stream is neither known {sorted(DATASETS)} nor "
+                "defined under the config key 'datasets'"
+            )
             continue
         try:
             locate_source(dataset, config["data_root"])
         except DatasetUnavailable as err:
             problems.append(str(err))
-    features = [results_path("features", bench=b, seed=s, task=t)
-                for b in BENCHMARK_NAMES for s in SEEDS for t in range(1, n_tasks(b) + 1)]
+    features = [
+        results_path("features", bench=b, seed=s, task=t)
+        for b in BENCHMARK_NAMES
+        for s in SEEDS
+        for t in range(1, n_tasks(b) + 1)
+    ]
     if PLAN_RUNS and not all(Path(f).exists() for f in features):
-        from par.relatedness.extractor import ExtractorWeightsUnavailable, check_weights  # imports torch: only when needed
+        from par.relatedness.extractor import (
+            ExtractorWeightsUnavailable,
+            check_weights,
+        )  # imports torch: only when needed
 
         try:
             check_weights(config["extractor"]["weights"])

@@ -1,5 +1,6 @@
 """Lookups of the paper targets for paper.smk: which runs, benchmarks and files each
 table and figure needs (input functions named get_*, as in common.smk)."""
+
 from par.paper.ablations import selected_switches, sweep_run, switch_status
 from par.infra.io import atomic_path
 from par.results.report import LANDING_MARKER, landing_rst
@@ -18,9 +19,16 @@ def _actual(run):
 
 def _metrics(benchmarks, runs):
     """metrics.parquet of ``runs`` (aliases resolved) on the configured ones of ``benchmarks``."""
-    return sorted({results_path("metrics", bench=b, seed=s, run=_actual(r))
-                   for b in benchmarks if b in BENCHMARK_NAMES for s in SEEDS
-                   for r in runs if _actual(r) in RUNS})
+    return sorted(
+        {
+            results_path("metrics", bench=b, seed=s, run=_actual(r))
+            for b in benchmarks
+            if b in BENCHMARK_NAMES
+            for s in SEEDS
+            for r in runs
+            if _actual(r) in RUNS
+        }
+    )
 
 
 def _table_benchmarks(number):
@@ -58,8 +66,11 @@ SWEEPS = {  # figure -> (parameter, {run: value})
 
 def switch_runs_unavailable():
     """Switch run -> why it cannot run in this build (a key this build's schema lacks)."""
-    return {s.run: why for s in selected_switches(PAPER_TARGETS["switches"])
-            if (why := switch_status(s, config)) is not None}
+    return {
+        s.run: why
+        for s in selected_switches(PAPER_TARGETS["switches"])
+        if (why := switch_status(s, config)) is not None
+    }
 
 
 def get_grouping_inputs(wildcards):
@@ -69,10 +80,16 @@ def get_grouping_inputs(wildcards):
 
 def grouping_inputs():
     bench, run = PAPER_TARGETS["grouping_benchmark"], PAPER_TARGETS["grouping_run"]
-    if bench not in BENCHMARK_NAMES or _actual(run) not in RUNS or not get_method(RUNS[_actual(run)]["method"]).needs_plan:
+    if (
+        bench not in BENCHMARK_NAMES
+        or _actual(run) not in RUNS
+        or not get_method(RUNS[_actual(run)]["method"]).needs_plan
+    ):
         return {}
-    return {"plan": results_path("plan", bench=bench, seed=SEEDS[0], run=_actual(run)),
-            "tasks": [task_path(bench, SEEDS[0], t) for t in range(1, n_tasks(bench) + 1)]}
+    return {
+        "plan": results_path("plan", bench=bench, seed=SEEDS[0], run=_actual(run)),
+        "tasks": [task_path(bench, SEEDS[0], t) for t in range(1, n_tasks(bench) + 1)],
+    }
 
 
 def distance_benchmarks():
@@ -102,15 +119,28 @@ def paper_target_unconfigured(target):
             return f"none of its methods has a configured run on {', '.join(benchmarks)}"
         return None
     if target in ("fig3", "fig4", "ablation"):
-        return None if ABLATION_BENCHMARK in BENCHMARK_NAMES else (
-            f"its benchmark {ABLATION_BENCHMARK} (paper_targets.ablation_benchmark) is not configured")
+        return (
+            None
+            if ABLATION_BENCHMARK in BENCHMARK_NAMES
+            else (f"its benchmark {ABLATION_BENCHMARK} (paper_targets.ablation_benchmark) is not configured")
+        )
     if target == "fig5":
-        return None if grouping_inputs() else (
-            f"run {PAPER_TARGETS['grouping_run']} on {PAPER_TARGETS['grouping_benchmark']} "
-            "(paper_targets.grouping_run, grouping_benchmark) is not configured")
+        return (
+            None
+            if grouping_inputs()
+            else (
+                f"run {PAPER_TARGETS['grouping_run']} on {PAPER_TARGETS['grouping_benchmark']} "
+                "(paper_targets.grouping_run, grouping_benchmark) is not configured"
+            )
+        )
     if target == "fig6":
-        return None if distance_benchmarks() else (
-            f"none of {', '.join(PAPER_TARGETS['distance_benchmarks'])} (paper_targets.distance_benchmarks) is configured")
+        return (
+            None
+            if distance_benchmarks()
+            else (
+                f"none of {', '.join(PAPER_TARGETS['distance_benchmarks'])} (paper_targets.distance_benchmarks) is configured"
+            )
+        )
     return None
 
 
@@ -125,8 +155,10 @@ def report_description():
     text = Path(workflow.basedir, "workflow", "report", "workflow.rst").read_text()
     text = text.replace(LANDING_MARKER, landing_rst(RESULTS))
     if PAPER_LEFT_OUT:
-        text += ("\nPaper targets that this configuration does not fill, left out of ``snakemake paper`` "
-                 "and of this report:\n\n" + "".join(f"- {t}: {why}\n\n" for t, why in PAPER_LEFT_OUT.items()))
+        text += (
+            "\nPaper targets that this configuration does not fill, left out of ``snakemake paper`` "
+            "and of this report:\n\n" + "".join(f"- {t}: {why}\n\n" for t, why in PAPER_LEFT_OUT.items())
+        )
     path = Path(".snakemake", "par", "workflow.rst").resolve()
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)

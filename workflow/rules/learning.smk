@@ -1,4 +1,6 @@
 """The plan (checkpoint), cell searches and one learn-task job per (run, task)."""
+
+
 checkpoint plan:
     """Groups and a strategy per task from distances and training-set sizes (docs/spec.md §3)."""
     priority: RELATEDNESS_PRIORITY

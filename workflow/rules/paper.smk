@@ -14,8 +14,12 @@ rule paper_table:
     output:
         table=results("tables/table{number}.parquet"),
         markdown=results("tables/table{number}.md"),
-        html=report(results("tables/table{number}.html"), category="Paper tables",
-                    caption="../report/paper_table.rst", labels={"table": "Table {number}"}),
+        html=report(
+            results("tables/table{number}.html"),
+            category="Paper tables",
+            caption="../report/paper_table.rst",
+            labels={"table": "Table {number}"},
+        ),
     params:
         code=code_version("paper_table.py"),
         aliases=RUN_ALIASES,
@@ -40,16 +44,23 @@ rule sweep_figure:
     input:
         metrics=lambda w: _metrics([ABLATION_BENCHMARK], SWEEPS[w.number][1]),
     output:
-        figure=report(results("figures/fig{number}.png"), category="Paper figures",
-                      caption="../report/sweep_figure.rst", labels={"figure": "Fig. {number}"}),
+        figure=report(
+            results("figures/fig{number}.png"),
+            category="Paper figures",
+            caption="../report/sweep_figure.rst",
+            labels={"figure": "Fig. {number}"},
+        ),
     params:
         code=code_version("sweep_figure.py"),
         parameter=lambda w: SWEEPS[w.number][0],
         values=lambda w: SWEEPS[w.number][1],
         aliases=RUN_ALIASES,
         benchmark=ABLATION_BENCHMARK,
-        title=lambda w: (f"Fig. 3: alpha sweep (beta = {PAPER_TARGETS['sweep_beta']:g})" if w.number == "3"
-                         else f"Fig. 4: beta sweep (alpha = {PAPER_TARGETS['sweep_alpha']:g})"),
+        title=lambda w: (
+            f"Fig. 3: alpha sweep (beta = {PAPER_TARGETS['sweep_beta']:g})"
+            if w.number == "3"
+            else f"Fig. 4: beta sweep (alpha = {PAPER_TARGETS['sweep_alpha']:g})"
+        ),
     wildcard_constraints:
         number="[34]",
     localrule: True
@@ -69,8 +80,12 @@ rule task_groups_figure:
     input:
         unpack(get_grouping_inputs),
     output:
-        figure=report(results("figures/fig5.png"), category="Paper figures",
-                      caption="../report/task_groups_figure.rst", labels={"figure": "Fig. 5"}),
+        figure=report(
+            results("figures/fig5.png"),
+            category="Paper figures",
+            caption="../report/task_groups_figure.rst",
+            labels={"figure": "Fig. 5"},
+        ),
     params:
         code=code_version("task_groups_figure.py"),
         benchmark=PAPER_TARGETS["grouping_benchmark"],
@@ -94,8 +109,12 @@ rule distance_figure:
         distances=[results_path("distances", bench=b, seed=SEEDS[0]) for b in distance_benchmarks()],
         tasks=[task_path(b, SEEDS[0], t) for b in distance_benchmarks() for t in range(1, n_tasks(b) + 1)],
     output:
-        figure=report(results("figures/fig6.png"), category="Paper figures",
-                      caption="../report/distance_figure.rst", labels={"figure": "Fig. 6"}),
+        figure=report(
+            results("figures/fig6.png"),
+            category="Paper figures",
+            caption="../report/distance_figure.rst",
+            labels={"figure": "Fig. 6"},
+        ),
     params:
         code=code_version("distance_figure.py"),
         benchmarks=PAPER_TARGETS["distance_benchmarks"],
@@ -120,8 +139,12 @@ rule switch_ablation:
     output:
         table=results("tables/ablation_switches.parquet"),
         markdown=results("tables/ablation_switches.md"),
-        html=report(results("tables/ablation_switches.html"), category="Ablations",
-                    caption="../report/switch_ablation.rst", labels={"table": "paper-vs-code switches"}),
+        html=report(
+            results("tables/ablation_switches.html"),
+            category="Ablations",
+            caption="../report/switch_ablation.rst",
+            labels={"table": "paper-vs-code switches"},
+        ),
     params:
         code=code_version("switch_ablation.py"),
         switches=PAPER_TARGETS["switches"],

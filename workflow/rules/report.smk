@@ -39,23 +39,60 @@ rule tables:
     output:
         summary=results("tables/summary.parquet"),
         summary_md=results("tables/summary.md"),
-        summary_html=report(results("tables/summary.html"), category="Summary", subcategory="Tables",
-                            caption="../report/summary_table.rst", labels={"table": "summary (per seed)"}),
+        summary_html=report(
+            results("tables/summary.html"),
+            category="Summary",
+            subcategory="Tables",
+            caption="../report/summary_table.rst",
+            labels={"table": "summary (per seed)"},
+        ),
         aggregate=results("tables/aggregate.parquet"),
         aggregate_md=results("tables/aggregate.md"),
-        aggregate_html=report(results("tables/aggregate.html"), category="Summary", subcategory="Tables",
-                              caption="../report/aggregate_table.rst", labels={"table": "aggregate (mean ± std)"}),
-        figure=report(results("tables/ap_vs_parameters.png"), category="Summary", subcategory="Figures",
-                      caption="../report/ap_vs_parameters.rst", labels={"figure": "AP vs parameters"}),
-        distance_figures=[get_report_item(f"figures/distances/{b}-seed{s}.png", "Relatedness",
-                                       "../report/distance_heatmap.rst", "Task distances",
-                                       {"benchmark": b, "seed": str(s)}) for b, s in REPORT_SEEDS],
-        plan_tables=[get_report_item(f"tables/plans/{b}-seed{s}-{r}.html", "Plans", "../report/plan_table.rst",
-                                  "Groups and strategies", {"benchmark": b, "seed": str(s), "run": r})
-                     for b, s, r in REPORT_RUNS if r in PLAN_RUNS],
-        accuracy_figures=[get_report_item(f"figures/accuracy/{b}-seed{s}-{r}.png", "Accuracy matrices",
-                                       "../report/accuracy_matrix.rst", b, {"benchmark": b, "seed": str(s), "run": r})
-                          for b, s, r in REPORT_RUNS],
+        aggregate_html=report(
+            results("tables/aggregate.html"),
+            category="Summary",
+            subcategory="Tables",
+            caption="../report/aggregate_table.rst",
+            labels={"table": "aggregate (mean ± std)"},
+        ),
+        figure=report(
+            results("tables/ap_vs_parameters.png"),
+            category="Summary",
+            subcategory="Figures",
+            caption="../report/ap_vs_parameters.rst",
+            labels={"figure": "AP vs parameters"},
+        ),
+        distance_figures=[
+            get_report_item(
+                f"figures/distances/{b}-seed{s}.png",
+                "Relatedness",
+                "../report/distance_heatmap.rst",
+                "Task distances",
+                {"benchmark": b, "seed": str(s)},
+            )
+            for b, s in REPORT_SEEDS
+        ],
+        plan_tables=[
+            get_report_item(
+                f"tables/plans/{b}-seed{s}-{r}.html",
+                "Plans",
+                "../report/plan_table.rst",
+                "Groups and strategies",
+                {"benchmark": b, "seed": str(s), "run": r},
+            )
+            for b, s, r in REPORT_RUNS
+            if r in PLAN_RUNS
+        ],
+        accuracy_figures=[
+            get_report_item(
+                f"figures/accuracy/{b}-seed{s}-{r}.png",
+                "Accuracy matrices",
+                "../report/accuracy_matrix.rst",
+                b,
+                {"benchmark": b, "seed": str(s), "run": r},
+            )
+            for b, s, r in REPORT_RUNS
+        ],
     params:
         code=code_version("tables.py"),
         seeds=REPORT_SEEDS,
