@@ -272,17 +272,7 @@ def evaluate_tasks(model: nn.Module, batches: dict[int, Batches], chunk: int = 1
     return {u: correct[u].item() / max(1, len(batches[u])) for u in batches}
 
 
-def compile_body(model: nn.Module, backend: str = "inductor") -> None:
-    """``training.compile``: compile ``model.body`` in place (:meth:`torch.nn.Module.compile`:
-    its state_dict keys stay as they are, so saved states do not change format).  The
-    compile cost falls on the first forward pass (the first epoch of the job); a new
-    batch shape (the last, smaller batch; the evaluation chunk) compiles once more.
-    ``backend``: :func:`torch.compile`'s (``eager`` traces without generating code, for tests)."""
-    model.body.compile(backend=backend)
-
-
-# Callbacks of the enclosing on_epoch_end() blocks, innermost last (a context
-# variable, so a block covers the fit() calls made inside it and nothing else).
+# Callbacks of the enclosing on_epoch_end() blocks, innermost last (a context variable).
 _EPOCH_END: contextvars.ContextVar[tuple[Callable[[int, dict], None], ...]] = contextvars.ContextVar(
     "par_training_epoch_end", default=())
 

@@ -9,7 +9,8 @@ from par.nets.cells import DARTS_V2
 from par.infra.devices import eval_batch_size, job_device, tune_cpu_allocator
 from par.learners.strategies import Finetune
 from par.nets.model import MultiHeadModel
-from par.training import Batches, TrainConfig, compile_body, evaluate, evaluate_tasks, fit, to_float_images
+from par.nets.model import compile_body
+from par.training import Batches, TrainConfig, evaluate, evaluate_tasks, fit, to_float_images
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

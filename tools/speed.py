@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     from par.infra.devices import tune_cpu_allocator
     from par.learners.strategies import Finetune
     from par.nets.model import MultiHeadModel
-    from par.training import Batches, TrainConfig, compile_body
+    from par.nets.model import compile_body
+    from par.training import Batches, TrainConfig
 
     n, batch = args.steps * 64, 64
     g = torch.Generator().manual_seed(0)

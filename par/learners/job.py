@@ -16,9 +16,9 @@ import torch
 
 from par.learners.context import SearchResult, TaskContext
 from par.learners.strategies import Strategy, get_strategy
-from par.nets.model import MultiHeadModel, count_parameters
+from par.nets.model import MultiHeadModel, compile_body, count_parameters
 from par.streams.tasks import Stream, sample_ids, task_data
-from par.training import Batches, FitResult, TrainConfig, compile_body, evaluate_tasks, fit
+from par.training import Batches, FitResult, TrainConfig, evaluate_tasks, fit
 
 log = logging.getLogger(__name__)
 

@@ -119,3 +119,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> MultiHea
     except (RuntimeError, KeyError, EOFError, OSError) as err:
         raise CorruptFileError(f"{path} is not a readable model state ({err}); delete it and re-run.") from err
     return model.to(device)
+
+
+def compile_body(model: nn.Module, backend: str = "inductor") -> None:
+    """``training.compile``: compile ``model.body`` in place (:meth:`torch.nn.Module.compile`:
+    its state_dict keys stay as they are, so saved states do not change format).  The
+    compile cost falls on the first forward pass (the first epoch of the job); a new
+    batch shape (the last, smaller batch; the evaluation chunk) compiles once more.
+    ``backend``: :func:`torch.compile`'s (``eager`` traces without generating code, for tests)."""
+    model.body.compile(backend=backend)
