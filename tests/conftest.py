@@ -130,7 +130,7 @@ def learn_two_tasks(method, stream, images, seed, *, body, config, options=None)
 
     import torch
 
-    from par.learners import get_strategy
+    from par.learners.strategies import get_strategy
     from par.learners.context import TaskContext
     from par.streams.tasks import sample_ids, task_data
     from par.training import Batches, fit

@@ -211,7 +211,7 @@ def test_archives_extract_without_extraction_filters(tmp_path, monkeypatch):
     all the same and a name leaving the target folder is refused."""
     import tarfile
 
-    from par.streams.datasets import DatasetUnavailable
+    from par.streams.datasets.sources import DatasetUnavailable
     from par.streams.datasets.image_folder import extracted
 
     monkeypatch.delattr(tarfile, "data_filter", raising=False)

@@ -14,10 +14,12 @@ from torch import nn
 
 import par.learners.si  # noqa: F401  (registers the strategy and the method "si")
 import par.training
-from par.learners import get_method, get_strategy, learn_task
+from par.learners.job import learn_task
+from par.learners.methods import get_method
+from par.learners.strategies import get_strategy
 from par.learners.si import OMEGA_PREFIX, SI, SI_SECTION
 from par.nets.model import MultiHeadModel, load_model, save_model
-from par.streams.spec import build_stream
+from par.streams.prepare import build_stream
 from par.streams.tasks import task_data
 from par.training import Batches, TrainConfig, evaluate, fit
 
