@@ -89,7 +89,7 @@ def test_the_generated_schema_validates_and_fills_nested_defaults(tmp_path):
     assert config["memory"] == {"samples_per_class": 10} and config["hat"]["s_max"] == 400.0
     assert config["runs"]["a"]["mas"] == {"lambda": 5.0, "importance": "authors"}
     assert config["training"]["epochs"] == 100
-    for bad, message in (({"runs": {"a": {"method": "si"}}}, "'si' is not one of"),
+    for bad, message in (({"runs": {"a": {"method": "nope"}}}, "'nope' is not one of"),
                          ({"runs": {"a": {"method": "er"}}, "memory": {"samples_per_class": 0}}, "minimum of 1"),
                          ({"runs": {"a": {"method": "er", "memory": {"size": 3}}}}, "'size' was unexpected")):
         with pytest.raises(Exception, match=message):
