@@ -45,10 +45,13 @@ include: "workflow/rules/common_paper.smk"
 
 
 rule all_tables:
-    """Every table and figure of the configured benchmarks, runs and seeds (the default target)."""
+    """Every table and figure of the configured benchmarks, runs and seeds (the default target).
+    Every run's metrics are asked for too: a run added to a finished configuration is then
+    learned (the tables alone, already made, would not ask for its metrics)."""
     localrule: True
     input:
         TABLES,
+        METRICS,
 
 
 include: "workflow/rules/data.smk"
