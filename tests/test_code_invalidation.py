@@ -304,8 +304,8 @@ def test_every_output_records_its_provenance(copied_run):
                                                 extra=[repo / f.relative_to(REPO)
                                                        for f in found.code_sources(method, strategy)])
                   for method, strategy in (("par", "regularize"), ("finetune", "finetune"))}
-    # PAR's strategies and finetune's live in the same two modules (methods.py, strategies.py)
-    assert learn_hash["par", "regularize"] == learn_hash["finetune", "finetune"] != script_hash["learn_task"]
+    # PAR's regularize lives in distillation.py, finetune's strategy in strategies.py
+    assert len({learn_hash["par", "regularize"], learn_hash["finetune", "finetune"], script_hash["learn_task"]}) == 3
     par_run, seed = res / "runs/cifar10-5/seed0/par", res / "runs/cifar10-5/seed0"
     relatedness = {"clamp_per_class": True, "epsilon": 1e-8}  # schema defaults
     outputs = {

@@ -35,10 +35,17 @@ def git_commit(repo: Path = REPO) -> tuple[str, bool]:
 
 
 def checkout_code_hashes(repo: Path = REPO) -> set[str]:
-    """The code hash of every workflow script of the checkout, as the rules' ``code`` param computes it."""
+    """The code hash of every workflow script of the checkout, as the rules' ``code`` param
+    computes it, and of the learn script with each built-in method's and strategy's modules
+    (a learn job's ``code``: par.learners.discovery.Catalog.code_sources)."""
     from par.infra.provenance import code_hash
+    from par.learners.discovery import discover
 
-    return {code_hash(script, repo / "par") for script in sorted((repo / "workflow" / "scripts").glob("*.py"))}
+    hashes = {code_hash(script, repo / "par") for script in sorted((repo / "workflow" / "scripts").glob("*.py"))}
+    found = discover(entry_points=False)
+    learn = repo / "workflow" / "scripts" / "learn_task.py"
+    sources = {tuple(found.code_sources(m, s)) for m in found.methods for s in found.strategies}
+    return hashes | {code_hash(learn, repo / "par", extra=list(files)) for files in sources}
 
 
 def run_code_hashes(summary_path: Path) -> set[str]:

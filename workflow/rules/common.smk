@@ -262,7 +262,7 @@ def get_learn_code(wildcards):
 @functools.lru_cache(maxsize=None)
 def _learn_code(method, strategy):
     return cached_code_hash(
-        Path(workflow.basedir) / "workflow" / "scripts" / "learn_task.py", extra=CATALOG.code_sources(method, strategy)
+        SCRIPTS / "learn_task.py", extra=CATALOG.code_sources(method, strategy)
     )
 
 

@@ -6,6 +6,9 @@ from par.infra.io import atomic_path
 from par.results.report import LANDING_MARKER, landing_rst
 from par.paper.targets import TABLE_TITLES, runs_not_in_the_paper, target_rows
 
+# The report's texts, beside the rule files (also when the workflow is used as a module).
+REPORT_DIR = Path(workflow.current_basedir).parent / "report"
+
 TARGET_ROWS = target_rows()  # list of dicts: no pandas while parsing
 # Runs of methods the paper does not report (e.g. a method of one's own): extra rows of Tables 1-4.
 EXTRA_RUNS = runs_not_in_the_paper({r: s["method"] for r, s in RUNS.items()}, TARGET_ROWS)
@@ -83,7 +86,7 @@ def grouping_inputs():
     if (
         bench not in BENCHMARK_NAMES
         or _actual(run) not in RUNS
-        or not get_method(RUNS[_actual(run)]["method"]).needs_plan
+        or not CATALOG.method(RUNS[_actual(run)]["method"]).needs_plan
     ):
         return {}
     return {
@@ -152,7 +155,7 @@ def report_description():
     with this run's summary table and AP figure (par.results.report), followed by the paper
     targets this configuration leaves out of `paper` and why, written (atomically,
     when it changed) to .snakemake/par/workflow.rst, whose absolute path it returns."""
-    text = Path(workflow.basedir, "workflow", "report", "workflow.rst").read_text()
+    text = (REPORT_DIR / "workflow.rst").read_text()
     text = text.replace(LANDING_MARKER, landing_rst(RESULTS))
     if PAPER_LEFT_OUT:
         text += (
