@@ -8,8 +8,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 # Only torch-free modules here: every snakemake call (dry-runs, each SLURM job)
-# parses this file, and importing torch would cost seconds (
-# tests/test_startup.py checks it).
+# parses this file, and importing torch would cost seconds
+# (tests/test_startup.py checks it).
 from par.infra.config import ConfigError
 from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.infra.io import read_json
@@ -261,9 +261,7 @@ def get_learn_code(wildcards):
 
 @functools.lru_cache(maxsize=None)
 def _learn_code(method, strategy):
-    return cached_code_hash(
-        SCRIPTS / "learn_task.py", extra=CATALOG.code_sources(method, strategy)
-    )
+    return cached_code_hash(SCRIPTS / "learn_task.py", extra=CATALOG.code_sources(method, strategy))
 
 
 def get_learn_modules(wildcards):
