@@ -48,4 +48,4 @@ def test_a_method_file_outside_the_repository_runs_beside_the_others(full_run, t
     broken = {**config, "method_modules": ["../my_methods/missing.py"]}
     failed = snakemake(workdir, broken, "all_tables", "--dry-run")
     assert failed.returncode != 0
-    assert "../my_methods/missing.py (config key method_modules): could not be imported" in failed.stderr
+    assert "../my_methods/missing.py (config key method_modules): could not be imported" in failed.stdout + failed.stderr
