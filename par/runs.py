@@ -19,11 +19,17 @@ Job params: the invalidation policy
       ``patience`` where the strategy never stops early, and without the keys of
       :data:`par.infra.config.NEUTRAL_VALUES` that hold a neutral value;
     - :func:`strategy_params`: the body spec where the task builds a fresh body
-      (:func:`body_spec`; its genotype comes from the assignment's
-      ``genotype_source`` and the cell file), and the keys of the strategy's own
+      (:func:`par.nets.specs.body_spec`; the learn job adds an expert's genotype,
+      :func:`par.nets.specs.with_genotype`), and the keys of the strategy's own
       config section it reads (without a predecessor, only
       ``keys_without_predecessor``);
     - :func:`search_params`, :func:`plan_params`: the MDL search's and the plan's.
+
+    Snakemake compares a job's params by their ``repr``, in which a dict lists
+    its keys in insertion order: the order of the user's YAML, then the
+    schema's defaults.  Every dict param therefore goes through :func:`as_param`,
+    whose :class:`Param` prints its keys sorted, so that moving a key in the
+    config, or writing out a default, re-runs nothing.
 
 ``method`` and ``strategy`` arguments are the registered classes (or instances)
 from :class:`par.learners.discovery.Catalog`; this module names no method.
@@ -34,7 +40,38 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from par.infra.config import check_run, relatedness_variant, run_settings, without_neutral_values
+from par.nets.specs import body_spec
 from par.paper.ablations import generated_runs, resolve_aliases
+
+
+class Param(dict):
+    """A job's dict param: a plain ``dict`` (same items, same order, for the
+    job's script) whose ``repr``, what Snakemake records to notice changed
+    params, lists the keys sorted at every depth (:func:`canonical_repr`)."""
+
+    def __repr__(self) -> str:
+        return canonical_repr(self)
+
+
+def canonical_repr(value) -> str:
+    """``repr(value)`` with every dict's keys sorted (by their ``repr``), at any
+    depth of dicts, lists and tuples; other values as ``repr`` prints them.  Two
+    dicts with the same items give the same string whatever their key order; a
+    dict whose keys are already sorted gives ``repr(value)`` itself."""
+    if isinstance(value, dict):
+        items = sorted((canonical_repr(k), canonical_repr(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(canonical_repr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(canonical_repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def as_param(value):
+    """``value`` as a job param: a dict becomes a :class:`Param` (a shallow
+    copy), anything else is returned as it is."""
+    return Param(value) if isinstance(value, dict) else value
 
 
 @dataclass(frozen=True)
@@ -99,15 +136,6 @@ def training_params(settings: dict, strategy) -> dict:
     return params
 
 
-def body_spec(settings: dict, method) -> dict:
-    """The spec of a fresh body of ``method`` (``method.body_kind``): an expert
-    from the ``expert`` section (its genotype from the assignment's
-    ``genotype_source``: the cell file or DARTS-V2, added by the learn job),
-    else a light-ResNet18-style body from ``backbone``."""
-    section = "expert" if method.body_kind == "expert" else "backbone"
-    return {"kind": method.body_kind, **settings[section]}
-
-
 def strategy_options(settings: dict, strategy, assignment: dict) -> dict:
     """The keys of the strategy's config section (``strategy.config``) that the
     task reads: ``config_keys``, or ``keys_without_predecessor`` when the task
@@ -118,12 +146,13 @@ def strategy_options(settings: dict, strategy, assignment: dict) -> dict:
 
 
 def strategy_params(settings: dict, method, strategy, assignment: dict) -> dict:
-    """The learn job's ``strategy`` param: ``body`` (:func:`body_spec` where the
+    """The learn job's ``strategy`` param: ``body``
+    (:func:`par.nets.specs.body_spec` of ``method.body_kind`` where the
     task builds a fresh body: ``strategy.fresh_body`` or no predecessor; else
     None) and, for a strategy with a config section, ``options``
     (:func:`strategy_options`)."""
     fresh = strategy.fresh_body or assignment["predecessor"] is None
-    params = {"body": body_spec(settings, method) if fresh else None}
+    params = {"body": body_spec(settings, method.body_kind) if fresh else None}
     if strategy.config is not None:
         params["options"] = strategy_options(settings, strategy, assignment)
     return params

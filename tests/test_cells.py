@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from par.nets.cells import DARTS_V2, Expert, Genotype, SuperNet, genotype_json, reduction_layers
+from par.nets.cells import Expert, SuperNet, reduction_layers
+from par.nets.genotypes import DARTS_V2, Genotype, genotype_json
 from par.nets.model import MultiHeadModel, count_parameters
 from par.nets.resnet import LightResNet18
 

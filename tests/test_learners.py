@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import ReversedTrainIds
-from par.nets.cells import DARTS_V2
+from par.nets.genotypes import DARTS_V2
 from par.learners.job import learn_task
 from par.learners.methods import get_method
 from par.learners.strategies import get_strategy

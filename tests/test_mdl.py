@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from par.nets.cells import N_EDGES, PRIMITIVES, Genotype
+from par.nets.genotypes import N_EDGES, PRIMITIVES, Genotype
 from par.search.mdl import EdgeDistributions, SearchConfig, derive_cell, mdl_votes, search_cell, search_halves
 from par.training import TrainConfig
 

@@ -10,7 +10,9 @@ from snakemake.utils import validate
 
 from par.infra.config import ConfigError
 from par.learners.discovery import discover
-from par.runs import body_spec, make_runs, search_params, strategy_params, training_params
+from par.nets.genotypes import DARTS_V2
+from par.nets.specs import body_spec, with_genotype
+from par.runs import Param, as_param, canonical_repr, make_runs, search_params, strategy_params, training_params
 
 CATALOG = discover(entry_points=False)
 RAW = {"par": {"method": "par"}, "finetune": {"method": "finetune", "training": {"lr": 0.1}},
@@ -124,7 +126,36 @@ def test_the_body_spec_reaches_the_tasks_that_build_a_fresh_body(schema):
     assert expert == {"kind": "expert", **wide.settings["par"]["expert"]} and expert["channels"] == 8
     assert params(wide, "par", assignment=PAR_REGULARIZE)[1] == {
         "body": None, "options": {"lambda": 1.0, "temperature": 2.0}}
-    assert body_spec(wide.settings["finetune"], CATALOG.method("finetune")) == {"kind": "light_resnet18", "width": 16}
+    assert body_spec(wide.settings["finetune"], "light_resnet18") == {"kind": "light_resnet18", "width": 16}
+
+
+CELL = {"normal": [["skip_connect", 0], ["sep_conv_3x3", 1], ["max_pool_3x3", 0], ["avg_pool_3x3", 2],
+                   ["dil_conv_3x3", 3], ["skip_connect", 1], ["sep_conv_3x3", 4], ["skip_connect", 0]],
+        "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+                   ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]]}
+
+
+def test_the_learn_job_completes_an_experts_spec_with_the_genotype_of_its_source(schema):
+    """The strategy param's body plus the genotype: the searched cell's, or DARTS-V2 (Table 5 "Fixed")."""
+    expert = params(runs_of(schema, expert={"channels": 8}), "par", assignment=PAR_ALLOCATE)[1]["body"]
+    searched = with_genotype(expert, 1, CELL)
+    assert searched == {**expert, "genotype": {**CELL, "normal_concat": [2, 3, 4, 5], "reduce_concat": [2, 3, 4, 5]}}
+    assert "genotype" not in expert                                    # the param itself is left alone
+    fixed = with_genotype(expert, "darts_v2", None)
+    assert fixed["genotype"] == DARTS_V2.to_json() and fixed["genotype"]["normal"][7] == ["dil_conv_3x3", 2]
+    with pytest.raises(ValueError, match="cell of task 3"):
+        with_genotype(expert, 3, None)                                 # reuses a cell, none given
+    resnet = {"kind": "light_resnet18", "width": 16}
+    assert with_genotype(resnet, 1, CELL) is resnet and with_genotype(None, 1, CELL) is None
+
+
+def test_the_run_policy_imports_no_torch():
+    """Parse time stays light: par.runs and the body specs are plain Python."""
+    import subprocess
+    import sys
+    code = "import sys, par.runs, par.nets.specs; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_search_params_share_the_training_keys_the_supernet_reads(schema):
@@ -133,3 +164,18 @@ def test_search_params_share_the_training_keys_the_supernet_reads(schema):
     assert search["brightness"] == 0.1 and search["factorized_reduce_bn"] is True and search["lr"] == 0.01
     assert set(search) == set(runs.settings["par"]["search"]) | {"factorized_reduce_bn", "crop_padding", "brightness",
                                                                   "eval_batch_size"}
+
+
+def test_a_dict_param_prints_its_keys_sorted_at_every_depth():
+    """What Snakemake records of a param is its repr: the same items in another order print the same."""
+    a = {"lr": 0.01, "body": {"kind": "expert", "channels": 8}, "order": [3, {"z": 1, "a": (2,)}]}
+    b = {"order": [3, {"a": (2,), "z": 1}], "body": {"channels": 8, "kind": "expert"}, "lr": 0.01}
+    assert repr(a) != repr(b) and repr(as_param(a)) == repr(as_param(b))
+    assert repr(as_param(a)) == "{'body': {'channels': 8, 'kind': 'expert'}, 'lr': 0.01, 'order': [3, {'a': (2,), 'z': 1}]}"
+    assert canonical_repr([2, 1]) == "[2, 1]" and canonical_repr((1, 2)) == "(1, 2)"   # sequences keep their order
+    assert repr(as_param({**a, "lr": 0.02})) != repr(as_param(a))                     # a changed value shows
+    sorted_already = {"a": 1, "b": {"c": None, "d": "x"}}
+    assert repr(as_param(sorted_already)) == repr(sorted_already)                      # sorted configs: no re-run
+    param = as_param(b)
+    assert isinstance(param, Param) and list(param) == list(b) and param == b and param is not b  # the job sees b
+    assert as_param(3) == 3 and as_param(None) is None

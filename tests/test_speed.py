@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from par.nets.cells import DARTS_V2
+from par.nets.genotypes import DARTS_V2
 from par.infra.devices import eval_batch_size, job_device, tune_cpu_allocator
 from par.learners.strategies import Finetune
 from par.nets.model import MultiHeadModel

@@ -170,6 +170,36 @@ def test_alpha_change_reruns_plan_affected_tasks_and_tables_only(full_run, tmp_p
     assert scheduled_jobs(result.stdout + result.stderr) == expected
 
 
+def reversed_keys(value):
+    """``value`` with every dict's keys in the reverse order, at every depth."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(v) for k, v in reversed(list(value.items()))}
+    return value
+
+
+def test_moving_keys_or_writing_out_defaults_reruns_nothing(full_run, tmp_path):
+    """Snakemake compares params by repr, which lists a dict's keys in insertion
+    order; par.runs.Param sorts them.  Every section's keys reversed (but the
+    runs, whose order is the tables' row order), and
+    defaults written out (they land before the defaults the schema fills in):
+    a dry run on the finished copy schedules nothing.  A changed value still re-runs."""
+    workdir = fork(full_run, tmp_path)
+    data_root = Path(full_run[1]["data_root"])
+    config = {**reversed_keys(config_for(data_root)),  # but the runs: their order is the tables' row order
+              "runs": {run: reversed_keys(settings) for run, settings in full_run[1]["runs"].items()}}
+    config["training"] = {"lr": 0.01, "momentum": 0.9, **config["training"]}         # schema defaults
+    config["planning"] = {"head_only_ratio": 0.5, **config["planning"]}
+    config["search"] = {"lr": 0.01, **config["search"]}
+    assert list(config["stream"]) != list(full_run[1]["stream"]) and list(config["training"])[0] == "lr"
+    result = snakemake(workdir, config, "all_tables", "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert scheduled_jobs(result.stdout) == set(), result.stdout[-3000:]
+    config["planning"]["head_only_ratio"] = 0.4
+    result = snakemake(workdir, config, "all_tables", "--dry-run")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert ("plan", "par", None) in scheduled_jobs(result.stdout)
+
+
 def test_neutral_training_values_rerun_nothing_and_others_rerun_learning(full_run, tmp_path):
     """par.infra.config.NEUTRAL_VALUES: writing amp: off and compile: false out (the defaults,
     keys added after results existed) schedules nothing on the finished run;

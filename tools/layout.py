@@ -9,7 +9,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from par.nets.cells import DARTS_V2
+from par.nets.genotypes import DARTS_V2
 from par.infra.devices import tune_cpu_allocator
 from par.nets.model import MultiHeadModel
 

@@ -63,6 +63,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "mntdp": ("par/learners/mntdp.py", ["tests/test_growing.py"]),
     "job": ("par/learners/job.py", ["tests/test_learners.py", "tests/test_memory_methods.py"]),
     "si": ("par/learners/si.py", ["tests/test_si.py"]),
+    "runs": ("par/runs.py", ["tests/test_runs.py"]),
+    "specs": ("par/nets/specs.py", ["tests/test_runs.py"]),
 }
 
 

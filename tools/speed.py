@@ -57,7 +57,7 @@ def load_authors_expert(checkout: Path):
 def authors_genotype(checkout: Path):
     from collections import namedtuple
 
-    from par.nets.cells import DARTS_V2
+    from par.nets.genotypes import DARTS_V2
 
     genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
     return genotype(list(DARTS_V2.normal), list(DARTS_V2.normal_concat), list(DARTS_V2.reduce),
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from par.nets.cells import DARTS_V2, Expert
+    from par.nets.cells import Expert
+    from par.nets.genotypes import DARTS_V2
     from par.infra.devices import tune_cpu_allocator
     from par.learners.strategies import Finetune
     from par.nets.model import MultiHeadModel

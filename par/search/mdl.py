@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from par.nets.cells import N_EDGES, PRIMITIVES, STEPS, Genotype, SuperNet
+from par.nets.cells import SuperNet
+from par.nets.genotypes import N_EDGES, PRIMITIVES, STEPS, Genotype
 from par.infra.config import schema_defaults
 from par.training import Batches, TrainConfig, fit
 

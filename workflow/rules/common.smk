@@ -14,7 +14,7 @@ from par.infra.config import ConfigError
 from par.streams.datasets.catalog import DATASETS, DatasetUnavailable, locate_source, register_image_folders
 from par.infra.io import read_json
 from par.planning import TaskDecision
-from par.runs import make_runs, search_params, strategy_params, training_params
+from par.runs import as_param, make_runs, search_params, strategy_params, training_params
 from par.infra.provenance import cached_code_hash
 from par.infra.resume import record_owner, stale_lock_hint
 from par.streams.spec import StreamSpecError, load_spec, resolve_tasks, shipped_streams, task_dependencies
@@ -149,7 +149,7 @@ def get_task_spec(wildcards):
     task = int(wildcards.task)
     if task > len(tasks):
         raise WorkflowError(f"{wildcards.bench} has {len(tasks)} tasks; task {task} does not exist")
-    return tasks[task - 1]
+    return as_param(tasks[task - 1])
 
 
 def dataset_images(dataset):
@@ -315,7 +315,7 @@ def get_assignment(wildcards):
     task = int(wildcards.task)
     if task > n_tasks(wildcards.bench):
         raise WorkflowError(f"{wildcards.bench} has {n_tasks(wildcards.bench)} tasks; task {task} does not exist")
-    return get_assignments(wildcards)[task - 1]
+    return as_param(get_assignments(wildcards)[task - 1])
 
 
 def get_learn_task_input(wildcards):
@@ -337,13 +337,13 @@ def get_learn_task_input(wildcards):
 
 def get_search_params(wildcards):
     """The run's MDL search settings (par.runs.search_params)."""
-    return search_params(RUNS[wildcards.run])
+    return as_param(search_params(RUNS[wildcards.run]))
 
 
 def get_training_params(wildcards):
     """The run's training settings this task's strategy reads (par.runs.training_params:
     patience only where the strategy stops early, no neutral values)."""
-    return training_params(RUNS[wildcards.run], CATALOG.strategy(get_assignment(wildcards)["strategy"]))
+    return as_param(training_params(RUNS[wildcards.run], CATALOG.strategy(get_assignment(wildcards)["strategy"])))
 
 
 def get_strategy_params(wildcards):
@@ -351,7 +351,7 @@ def get_strategy_params(wildcards):
     reads (par.runs.strategy_params)."""
     a = get_assignment(wildcards)
     settings = RUNS[wildcards.run]
-    return strategy_params(settings, CATALOG.method(settings["method"]), CATALOG.strategy(a["strategy"]), a)
+    return as_param(strategy_params(settings, CATALOG.method(settings["method"]), CATALOG.strategy(a["strategy"]), a))
 
 
 def get_report_item(path, category, caption, subcategory, labels):

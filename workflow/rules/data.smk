@@ -33,7 +33,7 @@ rule prepare_stream:
     params:
         task=get_task_spec,
         code=code_version("prepare_stream.py"),
-        stream=config["stream"],
+        stream=as_param(config["stream"]),
     log:
         results("logs/prepare_stream/{bench}/seed{seed}/task{task}.log"),
     resources:

@@ -12,7 +12,7 @@ checkpoint plan:
         plan=results_path("plan"),
     params:
         code=code_version("plan.py"),
-        planning=lambda w: RUNS[w.run]["planning"],
+        planning=lambda w: as_param(RUNS[w.run]["planning"]),
         zero_is_far=lambda w: RUNS[w.run]["relatedness"]["zero_is_far"],
     log:
         results("logs/plan/{bench}/seed{seed}/{run}.log"),

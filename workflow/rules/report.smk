@@ -98,7 +98,7 @@ rule tables:
         seeds=REPORT_SEEDS,
         runs=REPORT_RUNS,
         plan_runs=[(b, s, r) for b, s, r in REPORT_RUNS if r in PLAN_RUNS],
-        n_tasks={b: n_tasks(b) for b in BENCHMARK_NAMES},
+        n_tasks=as_param({b: n_tasks(b) for b in BENCHMARK_NAMES}),
     log:
         results("logs/tables.log"),
     resources:

@@ -6,13 +6,13 @@ name, or a method_modules file path), never every method's: its code hash
 """
 from pathlib import Path
 
-from par.nets.cells import genotype_json
 from par.infra.devices import describe, eval_batch_size, job_device
 from par.infra.io import read_json, write_json
 from par.learners.job import learn_task
 from par.learners.strategies import STRATEGIES
 from par.infra.logs import job_log
 from par.nets.model import load_model, save_model
+from par.nets.specs import with_genotype
 from par.infra.plugins import import_source
 from par.infra.provenance import provenance, read_provenance
 from par.results.curves import curves_folder, epoch_curves
@@ -29,10 +29,8 @@ with job_log(snakemake.log[0]) as log:
     w = snakemake.wildcards
     tasks = [task_from_json(read_json(p)) for p in snakemake.input.tasks]
     stream = Stream.from_tasks(w.bench, int(w.seed), tasks)
-    body = strategy["body"]
-    if body is not None and body["kind"] == "expert":
-        cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
-        body = {**body, "genotype": genotype_json(assignment["genotype_source"], cell)}
+    cell = read_json(snakemake.input.cell)["genotype"] if "cell" in snakemake.input.keys() else None
+    body = with_genotype(strategy["body"], assignment["genotype_source"], cell)
     train_config = TrainConfig(**snakemake.params.training)
     # The strategy's own config section (Strategy.config), keys renamed by the strategy.
     name = assignment["strategy"]
