@@ -23,7 +23,7 @@ Job params: the invalidation policy
       :func:`par.nets.specs.with_genotype`), and the keys of the strategy's own
       config section it reads (without a predecessor, only
       ``keys_without_predecessor``);
-    - :func:`search_params`, :func:`plan_params`: the MDL search's and the plan's.
+    - :func:`search_params`: the MDL search's.
 
     Snakemake compares a job's params by their ``repr``, in which a dict lists
     its keys in insertion order: the order of the user's YAML, then the
@@ -166,9 +166,3 @@ def search_params(settings: dict) -> dict:
     training = settings["training"]
     shared = {key: training[key] for key in ("crop_padding", "brightness", "eval_batch_size")}
     return {**settings["search"], "factorized_reduce_bn": settings["expert"]["factorized_reduce_bn"], **shared}
-
-
-def plan_params(settings: dict) -> dict:
-    """The plan's settings: the ``planning`` section and relatedness's
-    ``zero_is_far`` (applied by the plan, not to the distances)."""
-    return {"planning": settings["planning"], "zero_is_far": settings["relatedness"]["zero_is_far"]}

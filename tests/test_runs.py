@@ -79,6 +79,25 @@ def test_generated_runs_aliases_and_relatedness_variants(schema):
         make_runs(config, clash, CATALOG.section_names)
     with pytest.raises(ConfigError, match=r"runs.bad: planning.alpha=0.9 is larger than planning.beta=0.75"):
         runs_of(schema, {"bad": {"method": "par", "planning": {"alpha": 0.9}}})
+    # a generated run is checked too: the Table 5 row keeps the global alpha, the configured run not
+    own_alpha = {"par": {"method": "par", "planning": {"alpha": 0.5}}}
+    config = validated(schema, own_alpha, planning={"alpha": 0.9})
+    config["paper_targets"]["table5_rows"] = ["2 FS"]
+    with pytest.raises(ConfigError, match=r"runs.t5-fs: planning.alpha=0.9 is larger"):
+        make_runs(config, own_alpha, CATALOG.section_names)
+
+
+def test_switch_runs_are_generated_from_the_config(schema):
+    """paper_targets.switches: one PAR run per value of each switch, its one key changed."""
+    config = validated(schema, {"par": {"method": "par"}})
+    config["paper_targets"]["switches"] = ["planning.group_distance", "relatedness.zero_is_far"]
+    runs = make_runs(config, {"par": {"method": "par"}}, CATALOG.section_names)
+    assert list(runs.settings) == ["par", "switch-zero_is_far-true", "switch-group_distance-min",
+                                   "switch-group_distance-max"]
+    assert runs.settings["switch-group_distance-max"]["planning"] == {**runs.settings["par"]["planning"],
+                                                                       "group_distance": "max"}
+    assert runs.settings["switch-zero_is_far-true"]["relatedness"]["zero_is_far"] is True
+    assert runs.relatedness["switch-zero_is_far-true"] is None   # applied by the plan: the distances are shared
 
 
 def test_patience_reaches_only_the_tasks_that_stop_early(schema):
