@@ -55,19 +55,21 @@ def _accounting() -> bool | None:
     return None if flag is None else flag not in ("0", "false", "no", "")
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cifar10_slice, tmp_path_factory):
-    """Start the cluster, run all_tables through the profile, collect what the
-    cluster recorded, then stop the cluster (also when anything failed)."""
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster"), partition="debug", cpus=2, gpus=2,
+def run_through_slurm(tmp_path_factory, name: str, profile: Path, config: dict, target: str,
+                      invocations: tuple[tuple[str, ...], ...] = ((),)) -> SimpleNamespace:
+    """Start a cluster, run ``target`` through ``profile`` (the profile's default-resources
+    with the cluster's partition), collect what the cluster recorded, then stop the
+    cluster (also when anything failed).  ``name`` names the temporary folders.
+
+    One Snakemake run per entry of ``invocations``, with that entry's extra arguments,
+    one after the other in the same folder; the last must succeed.  ``output``: what
+    they printed, in order; ``returncodes``: theirs."""
+    cluster = LocalSlurm(tmp_path_factory.mktemp(f"{name}_cluster"), partition="debug", cpus=2, gpus=2,
                          accounting=_accounting())
-    workdir = tmp_path_factory.mktemp("slurm_workflow")
-    config = config_for(cifar10_slice)
-    config["device"] = "auto"
-    config["runs"] = {"independent": {"method": "independent"}}
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
-    args = ["--profile", str(PROFILE),
+    workdir = tmp_path_factory.mktemp(f"{name}_workflow")
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    resources = {**settings["default-resources"], "slurm_partition": cluster.partition}
+    args = ["--profile", str(profile),
             "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
             "--slurm-init-seconds-before-status-checks", "5",
             "--slurm-keep-successful-logs", "--verbose"]
@@ -78,18 +80,32 @@ def slurm_run(cifar10_slice, tmp_path_factory):
         if not cluster.accounting:
             args += ["--slurm-status-command", "squeue"]
         started = time.monotonic()
-        result = snakemake(workdir, config, *args, "all_tables", env=cluster.env, timeout=900)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
-        run = SimpleNamespace(workdir=workdir, config=config, output=output, cluster=cluster,
-                              start_seconds=start_seconds, run_seconds=time.monotonic() - started,
+        outputs, returncodes = [], []
+        for extra in invocations:
+            # extra first: an option of several values (--set-resources) would take the target too
+            result = snakemake(workdir, config, *extra, *args, target, env=cluster.env, timeout=900)
+            outputs.append(result.stdout + result.stderr)
+            returncodes.append(result.returncode)
+        output = "\n".join(outputs)
+        assert returncodes[-1] == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
+        run = SimpleNamespace(workdir=workdir, config=config, output=output, returncodes=returncodes,
+                              cluster=cluster, start_seconds=start_seconds, run_seconds=time.monotonic() - started,
                               jobs={j["JobID"]: j for j in cluster.jobs()})
     finally:
         cluster.stop()
         shutil.rmtree(cluster.root / "db", ignore_errors=True)  # 100 MB of MariaDB files; logs stay
-    print(f"\ncluster up in {run.start_seconds:.1f} s, workflow via SLURM in {run.run_seconds:.1f} s "
+    print(f"\n{name}: cluster up in {run.start_seconds:.1f} s, workflow via SLURM in {run.run_seconds:.1f} s "
           f"(accounting: {cluster.accounting})")
     return run
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cifar10_slice, tmp_path_factory):
+    """all_tables of the run ``independent`` through workflow/profiles/slurm."""
+    config = config_for(cifar10_slice)
+    config["device"] = "auto"
+    config["runs"] = {"independent": {"method": "independent"}}
+    return run_through_slurm(tmp_path_factory, "slurm", PROFILE, config, "all_tables")
 
 
 def submitted(run) -> dict[str, Path]:
@@ -187,30 +203,11 @@ PAPER_PROFILE = REPO / "workflow" / "profiles" / "slurm-paper"
 def paper_run(cifar10_slice, tmp_path_factory):
     """finetune's 5-task chain through workflow/profiles/slurm-paper, up to its accuracy
     matrix (no features: the chain and the local rules around it)."""
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster_paper"), partition="debug", cpus=2, gpus=2,
-                         accounting=_accounting())
-    workdir = tmp_path_factory.mktemp("slurm_paper_workflow")
     config = config_for(cifar10_slice)
     config["device"] = "auto"
     config["runs"] = {"finetune": {"method": "finetune"}}
-    profile = yaml.safe_load((PAPER_PROFILE / "config.yaml").read_text())
-    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
-    args = ["--profile", str(PAPER_PROFILE), "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
-            "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs", "--verbose"]
-    try:
-        cluster.start()
-        if not cluster.accounting:
-            args += ["--slurm-status-command", "squeue"]
-        result = snakemake(workdir, config, *args, "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet",
-                           env=cluster.env, timeout=900)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
-        run = SimpleNamespace(workdir=workdir, output=output, cluster=cluster,
-                              jobs={j["JobID"]: j for j in cluster.jobs()})
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster.root / "db", ignore_errors=True)
-    return run
+    return run_through_slurm(tmp_path_factory, "slurm_paper", PAPER_PROFILE, config,
+                             "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet")
 
 
 def test_a_chain_is_one_allocation_that_asks_for_its_summed_runtime(paper_run):
