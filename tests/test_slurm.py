@@ -13,14 +13,20 @@ allocates one GPU to each such job and sets CUDA_VISIBLE_DEVICES, which the
 cluster's task prolog writes into the job's SLURM log.
 
 The paper-scale profile (workflow/profiles/slurm-paper) runs finetune's 5-task
-chain up to its accuracy matrix: one allocation for the chain (issue 28).
+chain up to its accuracy matrix: one allocation for the chain (issue 28).  The
+same chain whose task 3 runs out of memory in its first allocation (a test
+method plays the kill, as the cluster enforces no memory): Snakemake's retry
+asks for twice the memory and learns the whole chain again; a new Snakemake run
+after a failed one goes on from task 3 (docs/how-to/slurm.md, "When an
+allocation dies").
 
 Needs root and ``apt-get install -y slurm-wlm munge``; with ``slurmdbd
 mariadb-server`` as well, the cluster keeps accounts and the executor's default
 status command, sacct, is used, else ``--slurm-status-command squeue``.
 PAR_SLURM_ACCOUNTING=0 forces the squeue variant.  Skipped where the cluster
-cannot start (see local_cluster.cannot_start).  About 1.5 minutes, 4 s of it
-for the cluster, and as much again for the paper profile.
+cannot start (see local_cluster.cannot_start).  On 2 cores: about 1.5 minutes
+for the plain profile (10 s of it for the cluster), 1 for the paper profile,
+1.5 for the retry and 2 for the new run, 6.5 in all.
 """
 from __future__ import annotations
 
@@ -55,19 +61,21 @@ def _accounting() -> bool | None:
     return None if flag is None else flag not in ("0", "false", "no", "")
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cifar10_slice, tmp_path_factory):
-    """Start the cluster, run all_tables through the profile, collect what the
-    cluster recorded, then stop the cluster (also when anything failed)."""
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster"), partition="debug", cpus=2, gpus=2,
+def run_through_slurm(tmp_path_factory, name: str, profile: Path, config: dict, target: str,
+                      invocations: tuple[tuple[str, ...], ...] = ((),)) -> SimpleNamespace:
+    """Start a cluster, run ``target`` through ``profile`` (the profile's default-resources
+    with the cluster's partition), collect what the cluster recorded, then stop the
+    cluster (also when anything failed).  ``name`` names the temporary folders.
+
+    One Snakemake run per entry of ``invocations``, with that entry's extra arguments,
+    one after the other in the same folder; the last must succeed.  ``output``: what
+    they printed, in order; ``returncodes``: theirs."""
+    cluster = LocalSlurm(tmp_path_factory.mktemp(f"{name}_cluster"), partition="debug", cpus=2, gpus=2,
                          accounting=_accounting())
-    workdir = tmp_path_factory.mktemp("slurm_workflow")
-    config = config_for(cifar10_slice)
-    config["device"] = "auto"
-    config["runs"] = {"independent": {"method": "independent"}}
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
-    args = ["--profile", str(PROFILE),
+    workdir = tmp_path_factory.mktemp(f"{name}_workflow")
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    resources = {**settings["default-resources"], "slurm_partition": cluster.partition}
+    args = ["--profile", str(profile),
             "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
             "--slurm-init-seconds-before-status-checks", "5",
             "--slurm-keep-successful-logs", "--verbose"]
@@ -78,18 +86,32 @@ def slurm_run(cifar10_slice, tmp_path_factory):
         if not cluster.accounting:
             args += ["--slurm-status-command", "squeue"]
         started = time.monotonic()
-        result = snakemake(workdir, config, *args, "all_tables", env=cluster.env, timeout=900)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
-        run = SimpleNamespace(workdir=workdir, config=config, output=output, cluster=cluster,
-                              start_seconds=start_seconds, run_seconds=time.monotonic() - started,
+        outputs, returncodes = [], []
+        for extra in invocations:
+            # extra first: an option of several values (--set-resources) would take the target too
+            result = snakemake(workdir, config, *extra, *args, target, env=cluster.env, timeout=900)
+            outputs.append(result.stdout + result.stderr)
+            returncodes.append(result.returncode)
+        output = "\n".join(outputs)
+        assert returncodes[-1] == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
+        run = SimpleNamespace(workdir=workdir, config=config, output=output, returncodes=returncodes,
+                              cluster=cluster, start_seconds=start_seconds, run_seconds=time.monotonic() - started,
                               jobs={j["JobID"]: j for j in cluster.jobs()})
     finally:
         cluster.stop()
         shutil.rmtree(cluster.root / "db", ignore_errors=True)  # 100 MB of MariaDB files; logs stay
-    print(f"\ncluster up in {run.start_seconds:.1f} s, workflow via SLURM in {run.run_seconds:.1f} s "
+    print(f"\n{name}: cluster up in {run.start_seconds:.1f} s, workflow via SLURM in {run.run_seconds:.1f} s "
           f"(accounting: {cluster.accounting})")
     return run
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cifar10_slice, tmp_path_factory):
+    """all_tables of the run ``independent`` through workflow/profiles/slurm."""
+    config = config_for(cifar10_slice)
+    config["device"] = "auto"
+    config["runs"] = {"independent": {"method": "independent"}}
+    return run_through_slurm(tmp_path_factory, "slurm", PROFILE, config, "all_tables")
 
 
 def submitted(run) -> dict[str, Path]:
@@ -187,30 +209,11 @@ PAPER_PROFILE = REPO / "workflow" / "profiles" / "slurm-paper"
 def paper_run(cifar10_slice, tmp_path_factory):
     """finetune's 5-task chain through workflow/profiles/slurm-paper, up to its accuracy
     matrix (no features: the chain and the local rules around it)."""
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster_paper"), partition="debug", cpus=2, gpus=2,
-                         accounting=_accounting())
-    workdir = tmp_path_factory.mktemp("slurm_paper_workflow")
     config = config_for(cifar10_slice)
     config["device"] = "auto"
     config["runs"] = {"finetune": {"method": "finetune"}}
-    profile = yaml.safe_load((PAPER_PROFILE / "config.yaml").read_text())
-    resources = {**profile["default-resources"], "slurm_partition": cluster.partition}
-    args = ["--profile", str(PAPER_PROFILE), "--default-resources", *(f"{k}={v}" for k, v in resources.items()),
-            "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs", "--verbose"]
-    try:
-        cluster.start()
-        if not cluster.accounting:
-            args += ["--slurm-status-command", "squeue"]
-        result = snakemake(workdir, config, *args, "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet",
-                           env=cluster.env, timeout=900)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{output[-6000:]}\n{cluster.log_tail()}"
-        run = SimpleNamespace(workdir=workdir, output=output, cluster=cluster,
-                              jobs={j["JobID"]: j for j in cluster.jobs()})
-    finally:
-        cluster.stop()
-        shutil.rmtree(cluster.root / "db", ignore_errors=True)
-    return run
+    return run_through_slurm(tmp_path_factory, "slurm_paper", PAPER_PROFILE, config,
+                             "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet")
 
 
 def test_a_chain_is_one_allocation_that_asks_for_its_summed_runtime(paper_run):
@@ -236,6 +239,118 @@ def test_a_chain_is_one_allocation_that_asks_for_its_summed_runtime(paper_run):
     assert len(prolog) == 1, prolog   # the allocation and every task's step see the same one GPU
     matrix = pd.read_parquet(res / "runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet")
     assert len(matrix) == 15 and matrix.measured.all()
+
+
+# ---- a chain whose allocation runs out of memory ------------------------------------------
+# The local cluster enforces no memory, so the method oom-finetune (tests/plugins/oom_finetune.py,
+# through the config key method_modules) plays the kill: finetune, but task 3 raises MemoryError
+# in an allocation of less than 12000 MB.  learn_task asks for the rule's own 8000 MB x attempt
+# (mem_mb_per_attempt; the node has 32000 MB): 8000 fails, 16000 gets through.
+
+OOM_PLUGIN = Path(__file__).resolve().parent / "plugins" / "oom_finetune.py"
+OOM_RUN = "results/runs/cifar10-5/seed0/oom"
+OOM_SAYS = re.compile(r"oom-finetune: task (\d+) in SLURM job (\d+) with (\d+) MB$", re.M)
+OOM_FAILS = "oom-finetune: task 3 needs 12000 MB, the allocation has 8000 MB"
+
+
+def oom_config(data_root) -> dict:
+    config = config_for(data_root)
+    config["device"] = "auto"
+    config["method_modules"] = [str(OOM_PLUGIN)]
+    config["runs"] = {"oom": {"method": "oom-finetune", "oom_finetune": {"task": 3, "min_mem_mb": 12000}}}
+    return config
+
+
+def learned(run) -> dict[str, list[tuple[int, int]]]:
+    """SLURM job id -> (task, MB of the allocation) of every task that started in it, in
+    order: the lines oom-finetune writes to the allocation's log."""
+    out = {}
+    for job_id, log in submitted(run).items():
+        says = [(int(t), int(j), int(mb)) for t, j, mb in OOM_SAYS.findall(log.read_text())]
+        assert all(j == int(job_id) for _, j, _ in says), says
+        out[job_id] = [(t, mb) for t, _, mb in says]
+    return out
+
+
+def last_learned_in(run) -> dict[int, str]:
+    """Task -> the SLURM job its log (rewritten by every run of the task) was written in."""
+    logs = run.workdir / "results/logs/learn_task/cifar10-5/seed0/oom"
+    out = {}
+    for task in range(1, 6):
+        (says,) = OOM_SAYS.findall((logs / f"task{task}.log").read_text())
+        assert int(says[0]) == task, says
+        out[task] = says[1]
+    return out
+
+
+def assert_matrix_of_a_run_without_failure(run, paper_run) -> None:
+    """The accuracy matrix equals finetune's in paper_run: same seeds, no failure."""
+    columns = ["after_task", "task", "accuracy", "measured"]
+    matrix = pd.read_parquet(run.workdir / OOM_RUN / "accuracy_matrix.parquet")
+    expected = pd.read_parquet(paper_run.workdir / "results/runs/cifar10-5/seed0/finetune/accuracy_matrix.parquet")
+    assert len(matrix) == 15 and matrix.measured.all()
+    pd.testing.assert_frame_equal(matrix[columns], expected[columns])
+
+
+@pytest.fixture(scope="module")
+def retry_run(cifar10_slice, tmp_path_factory):
+    """The chain through workflow/profiles/slurm-paper as it is (retries: 2)."""
+    return run_through_slurm(tmp_path_factory, "slurm_retry", PAPER_PROFILE, oom_config(cifar10_slice),
+                             f"{OOM_RUN}/accuracy_matrix.parquet")
+
+
+def test_a_retry_learns_the_whole_chain_again_with_twice_the_memory(retry_run, paper_run):
+    run = retry_run
+    jobs = submitted(run)
+    assert len(jobs) == 2, f"{len(jobs)} submissions: {jobs}"
+    (first, first_log), (second, _) = jobs.items()
+    for job_id in jobs:
+        assert run.jobs[job_id]["Comment"] == "rule_chain_learn_task", run.jobs[job_id]
+    assert run.jobs[first]["State"] == "FAILED", run.jobs[first]
+    assert run.jobs[second]["State"] == "COMPLETED" and run.jobs[second]["ExitCode"] == "0:0", run.jobs[second]
+    calls = [line for line in run.output.splitlines() if line.startswith("sbatch call: ")]
+    assert len(calls) == 2 and "--mem 8000" in calls[0] and "--mem 16000" in calls[1], calls
+    assert all("-t 300" in call for call in calls), calls
+    assert "mem=8000M" in run.jobs[first]["AllocTRES"] and "mem=16000M" in run.jobs[second]["AllocTRES"]
+    assert "Trying to restart job" in run.output
+    assert OOM_FAILS in first_log.read_text()
+    # Snakemake submits the failed group job again as it was, all five tasks, and the
+    # Snakemake inside the allocation runs them with --force: tasks 1 and 2, finished in
+    # the first allocation, are learned again.  (The outputs' mtimes cannot show it:
+    # Snakemake touches a group job's outputs after the allocation ends.)
+    assert learned(run) == {first: [(1, 8000), (2, 8000), (3, 8000)],
+                            second: [(1, 16000), (2, 16000), (3, 16000), (4, 16000), (5, 16000)]}
+    assert last_learned_in(run) == {t: second for t in range(1, 6)}
+    assert_matrix_of_a_run_without_failure(run, paper_run)
+
+
+@pytest.fixture(scope="module")
+def resume_run(cifar10_slice, tmp_path_factory):
+    """The chain given up after its first allocation (--retries 0), then run again with the
+    memory task 3 needs, as docs/how-to/slurm.md says for long chains (a --set-resources on
+    the command line replaces the profile's, so its runtimes are repeated)."""
+    more_memory = ("--set-resources", "learn_task:mem_mb=16000", "learn_task:runtime=60", "search_cell:runtime=60")
+    return run_through_slurm(tmp_path_factory, "slurm_resume", PAPER_PROFILE, oom_config(cifar10_slice),
+                             f"{OOM_RUN}/accuracy_matrix.parquet", invocations=(("--retries", "0"), more_memory))
+
+
+def test_a_new_run_goes_on_from_the_task_that_failed(resume_run, paper_run):
+    run = resume_run
+    assert run.returncodes[0] != 0 and run.returncodes[1] == 0, run.returncodes
+    jobs = submitted(run)
+    assert len(jobs) == 2, f"{len(jobs)} submissions: {jobs}"
+    (first, first_log), (second, _) = jobs.items()
+    assert run.jobs[first]["State"] == "FAILED" and run.jobs[second]["State"] == "COMPLETED"
+    assert OOM_FAILS in first_log.read_text()
+    # keep-incomplete: the failed group job's finished tasks keep their outputs
+    assert "Removing output files of failed job" not in run.output
+    # the new run's group is the three tasks still to do: their summed runtime, the memory given
+    calls = [line for line in run.output.splitlines() if line.startswith("sbatch call: ")]
+    assert len(calls) == 2 and "-t 300 --mem 8000" in calls[0] and "-t 180 --mem 16000" in calls[1], calls
+    assert learned(run) == {first: [(1, 8000), (2, 8000), (3, 8000)],
+                            second: [(3, 16000), (4, 16000), (5, 16000)]}
+    assert last_learned_in(run) == {1: first, 2: first, 3: second, 4: second, 5: second}
+    assert_matrix_of_a_run_without_failure(run, paper_run)
 
 
 def test_cluster_is_gone_afterwards(slurm_run):
