@@ -4,7 +4,7 @@ import torch
 
 from par.nets.growing_bodies import column_parameters, pn_parameters
 from par.learners import growing, mntdp  # noqa: F401  (register pn, mntdp-s, mntdp-d)
-from par.learners.ltg import LtG  # registers ltg
+from par.learners.ltg import LtG, choose_options, split_in_halves  # registers ltg
 from par.learners.methods import get_method
 from par.learners.mntdp import knn_accuracy
 from par.learners.strategies import get_strategy
@@ -170,6 +170,8 @@ def test_mntdp_record_and_count_after_three_tasks(name, tmp_path):
         arch = strategy.architecture(model, t)
         path = model.body.paths[t]
         k = arch["reused_modules"]
+        if t == 1:                                         # a new path: nothing reused, no prior task
+            assert (arch["prior_task"], k, arch["reused"]) == (None, 0, [])
         if t > 1:
             assert path[:k] == model.body.paths[arch["prior_task"]][:k]
             assert set(arch["candidate_val_accuracy"]) == {"0", "1", "2", "3", "4", "5"}
@@ -277,6 +279,54 @@ def memorized_task(n: int = 192, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, 16, 16, 3), generator=g, dtype=torch.uint8)
     return x, (torch.arange(n) % 2)[torch.randperm(n, generator=g)]
+
+
+def test_ltg_choices_index_reuse_adapt_and_new_by_the_number_of_options():
+    """With c = 2 options in a layer, α has 2c + 1 = 5 entries: 0, 1 reuse option 0, 1; 2, 3
+    adapt option 0, 1 (the candidate adapter joins the task's adapters); 4 a new conv (it joins
+    the options as option 2).  One layer per case, built from plain lists."""
+    from types import SimpleNamespace
+
+    candidates = {"adapt": [["adapter 0", "adapter 1"]] * 3, "new": ["conv 0", "conv 1", "conv 2"]}
+    body = SimpleNamespace(options=[["a", "b"], ["a", "b"], ["a", "b"]], adapters=[{}, {}, {}])
+    alphas = [torch.eye(5)[j] for j in (1, 3, 4)]
+    assert choose_options(body, 2, alphas, candidates) == [("reuse", 1), ("adapt", 1), ("new", 2)]
+    assert body.adapters == [{}, {"2": "adapter 1"}, {}]
+    assert body.options == [["a", "b"], ["a", "b"], ["a", "b", "conv 2"]]
+
+
+def test_ltg_splits_the_training_set_in_halves_by_its_generator():
+    """The weight half is the first ⌊n/2⌋ images of a permutation drawn from the training set's
+    generator, the architecture half the rest; both batch, shuffle and augment as the training set."""
+    x, y = images(0, n=11)
+    config = TrainConfig(epochs=1, batch_size=4, crop_padding=2)
+    train = Batches(x, y, MEAN, STD, 4, CPU, shuffle=True, augment=True, config=config,
+                    generator=torch.Generator().manual_seed(7))
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(7))
+    weight_half, arch_half = split_in_halves(train)
+    assert torch.equal(weight_half.images, x[order[:5]]) and torch.equal(weight_half.labels, y[order[:5]])
+    assert torch.equal(arch_half.images, x[order[5:]]) and torch.equal(arch_half.labels, y[order[5:]])
+    for half in (weight_half, arch_half):
+        assert (half.batch_size, half.shuffle, half.augment) == (4, True, True)
+        assert half.config is config and half.generator is train.generator
+
+
+@pytest.mark.parametrize("key", ["search_weight_decay", "arch_weight_decay"])
+def test_ltg_search_applies_its_weight_decays(key):
+    """The same search twice gives the same network; with the weight decay of the weights' SGD
+    (or of the architecture weights' Adam) changed, another."""
+    import copy
+
+    torch.manual_seed(0)
+    first, _ = learn("ltg", None, 1, kind=0)
+    states = []
+    for decay in (0.0, 0.0, 0.5):
+        torch.manual_seed(1)
+        model, _ = learn("ltg", copy.deepcopy(first), 2, kind=1, config=TrainConfig(epochs=1, batch_size=16,
+                         augment=False), search_epochs=1, **{key: decay})
+        states.append(model.state_dict())
+    same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(states[0], states[1]) and not same(states[0], states[2])
 
 
 def ltg_search_on_a_repeated_task(seed: int = 0, relabel: bool = False) -> dict:
@@ -430,6 +480,54 @@ def test_mntdp_s_draws_every_path_uniformly_and_validates_the_best():
     assert body.paths[2] == body.paths[1][:3] + strategy.new[3:]
 
 
+def test_mntdp_s_validates_the_best_candidate_each_epoch_and_keeps_the_best_at_the_end(monkeypatch):
+    """MNTDP-S's candidate training: the first epoch starts sampling with candidate k = 0 as the
+    validated path; after each epoch every candidate is scored on validation (the real scores,
+    each path evaluated) and the best becomes the validated path (ties: more reuse), its scores in
+    the epoch's history row; after training the best is kept, its new modules trainable, the new
+    modules it does not use deleted.  The scores the strategy acts on are given here so that each
+    choice is known by hand."""
+    torch.manual_seed(0)
+    model, _ = learn("mntdp-s", None, 1, kind=1)
+    strategy = get_strategy("mntdp-s")
+    model = strategy.prepare(model, None, 2, 2, CPU)
+    body = model.body
+    given = iter([{0: .5, 1: .6, 2: .6, 3: .1, 4: .7, 5: .2},     # after epoch 0: k = 4
+                  {0: .5, 1: .6, 2: .1, 3: .6, 4: .2, 5: .3},     # after epoch 1: 1 and 3 tie, k = 3
+                  {0: .5, 1: .8, 2: .8, 3: .1, 4: .2, 5: .3}])    # at the end: 1 and 2 tie, keep k = 2
+    real_scores, real_loss = strategy._scores, strategy.loss
+    paths_when_scored, seen = [], []
+
+    def scores(model_, task, val):
+        paths_when_scored.append(list(body.paths[task]))
+        real = real_scores(model_, task, val)
+        assert sorted(real) == [0, 1, 2, 3, 4, 5] and all(0 <= a <= 1 for a in real.values()), real
+        return next(given)
+
+    def loss(model_, task, x, y):
+        seen.append((strategy.eval_k, strategy.sampling, list(body.paths[task])))
+        return real_loss(model_, task, x, y)
+
+    monkeypatch.setattr(strategy, "_scores", scores)
+    monkeypatch.setattr(strategy, "loss", loss)
+    prior_path = list(body.paths[1])
+    k, candidates, result = strategy.train_candidates(
+        model, 2, 1, batches(1, seed=2), batches(1, seed=102, shuffle=False),
+        TrainConfig(epochs=2, batch_size=16, augment=False))
+    new = strategy.new
+    path = lambda j: prior_path[:j] + new[j:]  # noqa: E731
+    assert seen[0] == (0, True, path(0))                       # 3 batches per epoch
+    assert [s[:2] for s in seen[3:]] == [(4, True)] * 3 and seen[3][2] == path(4)
+    assert paths_when_scored == [path(0), path(4), path(3)]    # the validated path when each scoring starts
+    assert [row["candidate_val_accuracy"] for row in result.history] == [
+        {"0": .5, "1": .6, "2": .6, "3": .1, "4": .7, "5": .2}, {"0": .5, "1": .6, "2": .1, "3": .6, "4": .2, "5": .3}]
+    assert (k, candidates, strategy.sampling) == (2, {0: .5, 1: .8, 2: .8, 3: .1, 4: .2, 5: .3}, False)
+    assert body.paths[2] == path(2) and body.paths[1] == prior_path
+    assert not set(new[:2]) & set(body.depth) and set(new[2:]) <= set(body.depth)  # k = 2: two new modules gone
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for m in [*(body.module(i) for i in new[2:]), model.head(2)] for p in m.parameters()}
+
+
 @pytest.mark.parametrize("name", ["pn", "ltg", "mntdp-s", "mntdp-d"])
 def test_growing_bad_calls_say_what_is_wrong(name):
     strategy = get_strategy(name)
@@ -455,7 +553,9 @@ class _ScriptedLtG(LtG):
     (48, (16 * 16 + 8 * 8) / 24, 12 / 24),
     # 17 / 18 images: the arch half is one batch of 16 (the single tail is dropped), used twice
     # against the weight batches 16 and 2 → (16² + 16²) / 32; (8 + 1) / 18
-    (35, (16 * 16 + 16 * 16) / 32, 9 / 18)])
+    (35, (16 * 16 + 16 * 16) / 32, 9 / 18),
+    # 19 / 19 images: batches 16 and 3 in both halves; the odd batch has one more right than wrong
+    (38, (16 * 16 + 3 * 3) / 19, (8 + 2) / 19)])
 def test_ltg_search_history_by_hand(n, arch_loss, train_accuracy):
     torch.manual_seed(0)
     strategy = _ScriptedLtG(search_epochs=2)
