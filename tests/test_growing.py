@@ -231,9 +231,23 @@ def test_mntdp_prior_picks_the_repeated_task_and_reuses_its_path():
     prior, scores = strategy.prior(model, 3, train, val)
     assert prior == 1 and scores[2] < scores[1], scores
     n_before = count_parameters(model)
-    strategy.search(model, 3, train, val, TrainConfig(epochs=3, lr=0.05, batch_size=16, augment=False))
+    trained_heads = []   # the head as each candidate's training left it (k = 5 first)
+
+    def spy(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        trained_heads.append({k: v.clone() for k, v in model.head(3).state_dict().items()})
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("par.training.fit", spy)
+        strategy.search(model, 3, train, val, TrainConfig(epochs=3, lr=0.05, batch_size=16, augment=False))
     assert model.body.paths[3] == model.body.paths[1], strategy.architecture(model, 3)
     assert strategy.architecture(model, 3)["reused_modules"] == 5
+    # the kept candidate's head, as its own training left it, not the last candidate's
+    assert len(trained_heads) == 6
+    kept, last = trained_heads[0], trained_heads[-1]
+    assert all(torch.equal(v, kept[k]) for k, v in model.head(3).state_dict().items())
+    assert not all(torch.equal(v, last[k]) for k, v in model.head(3).state_dict().items())
     assert count_parameters(model) == n_before  # the head was already added by prepare
     assert evaluate(model, 3, val) == 1.0
 
