@@ -255,7 +255,7 @@ def test_baseline_defaults_are_the_papers():
     assert get_strategy("ewc").penalty_lambda == 3000.0
     assert get_strategy("mas").penalty_lambda == 300.0 and get_strategy("mas-alpha").alpha_sum == 300.0
     lwf = get_strategy("lwf")
-    assert (lwf.c, lwf.temperature) == (2.0, 2.0)
+    assert (lwf.distillation_weight, lwf.distillation_temperature) == (2.0, 2.0)
     assert get_strategy("ewc", penalty_lambda=5.0).penalty_lambda == 5.0   # the options reach the strategy
 
 
@@ -327,13 +327,7 @@ def test_baselines_chain_like_finetune():
 
 # ---- real CIFAR-10 --------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small convolutions on a shared CPU: one thread is fastest and deterministic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 BODY = {"kind": "light_resnet18", "width": 8}

@@ -145,7 +145,7 @@ def test_regularize_defaults_and_frozen_parts():
     from par.nets.model import MultiHeadModel
 
     strategy = get_strategy("regularize")
-    assert (strategy.lwf_lambda, strategy.lwf_temperature) == (1.0, 2.0)
+    assert (strategy.distillation_weight, strategy.distillation_temperature) == (1.0, 2.0)
     model = strategy.prepare(MultiHeadModel({"kind": "light_resnet18", "width": 2}, heads={1: 2}), None, 2, 2,
                              torch.device("cpu"))
     assert not any(p.requires_grad for p in strategy.teacher.parameters())

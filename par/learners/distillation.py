@@ -81,19 +81,15 @@ class Distillation(Strategy):
     """Continue the model with loss = CE(new head) + w · Σ_old softCE(student, teacher)
     at temperature T (:func:`distillation_loss`), the teacher a frozen copy (eval mode,
     no gradient) of the model at the start of the task, made only when the model
-    has earlier heads (``old_tasks``).  Subclasses say where w and T come from
-    (:attr:`distillation_weight`, :attr:`distillation_temperature`)."""
+    has earlier heads (``old_tasks``).  Subclasses pass w and T from their own
+    config section's options to :meth:`__init__`."""
 
     teacher: MultiHeadModel | None = None
-    old_tasks: list[int]
 
-    @property
-    def distillation_weight(self) -> float:
-        raise NotImplementedError
-
-    @property
-    def distillation_temperature(self) -> float:
-        raise NotImplementedError
+    def __init__(self, weight: float, temperature: float):
+        self.distillation_weight = weight
+        self.distillation_temperature = temperature
+        self.old_tasks: list[int] = []
 
     def start(self, model: MultiHeadModel, task: int) -> None:
         self.old_tasks = [t for t in model.tasks if t != task]
@@ -121,17 +117,7 @@ class Regularize(Distillation):
 
     def __init__(self, lwf_lambda: float = LWF_SECTION.default("lambda"),
                  lwf_temperature: float = LWF_SECTION.default("temperature")):
-        self.lwf_lambda = lwf_lambda
-        self.lwf_temperature = lwf_temperature
-        self.old_tasks: list[int] = []
-
-    @property
-    def distillation_weight(self) -> float:
-        return self.lwf_lambda
-
-    @property
-    def distillation_temperature(self) -> float:
-        return self.lwf_temperature
+        super().__init__(lwf_lambda, lwf_temperature)
 
     def start(self, model: MultiHeadModel, task: int) -> None:
         super().start(model, task)
@@ -158,14 +144,4 @@ class LwF(Distillation):
 
     def __init__(self, c: float = LWF_BASELINE_SECTION.default("c"),
                  temperature: float = LWF_BASELINE_SECTION.default("temperature")):
-        self.c = c
-        self.temperature = temperature
-        self.old_tasks: list[int] = []
-
-    @property
-    def distillation_weight(self) -> float:
-        return self.c
-
-    @property
-    def distillation_temperature(self) -> float:
-        return self.temperature
+        super().__init__(c, temperature)
