@@ -162,3 +162,17 @@ def train_accuracy(model, stream, images, t):
 
     x, y = task_data(images, stream.task(t), "train")
     return evaluate(model, t, Batches(x, y, stream.mean, stream.std, 500, torch.device("cpu")))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (restored after): small convolutions on a shared
+    CPU run fastest and deterministically so.  Modules use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

@@ -24,12 +24,7 @@ MLP = {"kind": "hat_mlp", "in_features": 2, "hidden": 3}
 HAT_BODY = {"kind": "hat_light_resnet18", "width": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def sigmoid(v):

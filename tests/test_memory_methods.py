@@ -28,12 +28,7 @@ CPU = torch.device("cpu")
 BODY = {"kind": "light_resnet18", "width": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def test_agem_projects_a_conflicting_gradient_onto_the_plane_of_g_ref():

@@ -293,12 +293,7 @@ def test_old_heads_are_left_alone_and_only_the_body_is_penalized():
 
 # ---- real CIFAR-10 --------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 CPU = torch.device("cpu")
