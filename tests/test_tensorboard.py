@@ -85,7 +85,7 @@ def test_off_writes_nothing_and_callbacks_end_with_their_block(tmp_path):
 
 def test_missing_package_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
-    with pytest.raises(ImportError, match=r"tensorboard.*pip install 'par\[tensorboard\]'"):
+    with pytest.raises(ImportError, match=r"tensorboard.*pip install -e '\.\[tensorboard\]'"):
         with epoch_curves(tmp_path / "t"):
             pass
 

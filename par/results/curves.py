@@ -48,7 +48,7 @@ def _summary_writer():
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:  # torch raises ImportError naming TensorBoard
         raise ImportError("config tensorboard: true needs the tensorboard package: "
-                          "pip install 'par[tensorboard]' (or pip install tensorboard)") from err
+                          "pip install -e '.[tensorboard]' in the checkout (or pip install tensorboard)") from err
     return SummaryWriter
 
 
