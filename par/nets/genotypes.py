@@ -1,7 +1,7 @@
 """Genotypes: the discrete cells of the search space, as data (paper Sec. 3.3; docs/spec.md §4).
 
-Torch-free, so that the run policy (:mod:`par.runs`) can assemble an expert's
-body spec without importing torch.  The networks built from a genotype live in
+Torch-free, so that :mod:`par.nets.specs` can complete an expert's body spec
+without importing torch.  The networks built from a genotype live in
 :mod:`par.nets.cells`.
 """
 from __future__ import annotations
