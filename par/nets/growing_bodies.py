@@ -31,8 +31,6 @@ of the whole model: every module inference on all tasks needs.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -393,7 +391,3 @@ def mntdp_body(spec: dict) -> ModularBody:
 def ltg_body(spec: dict) -> GrowBody:
     """``{"kind": "ltg", "width": w, "options": [...], "tasks": {...}}`` (as grown so far)."""
     return GrowBody(spec.get("width", 64), spec.get("options"), spec.get("tasks", {}))
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module).eval().requires_grad_(False)
